@@ -59,3 +59,15 @@ class Source(Protocol):
     def close(self) -> None:
         """Release connections and files."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableDocument:
+    """Stands in for a document that could not be decoded (bad JSON line, corrupt BSON).
+
+    Streams yield it as the ``doc`` of a SourceDocument instead of raising, so that one bad
+    line never stops a run: the run quarantines it with ``reason`` and the ``raw`` text.
+    """
+
+    raw: str
+    reason: str

