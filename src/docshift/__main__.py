@@ -1,0 +1,3 @@
+from docshift.cli import main
+
+main()

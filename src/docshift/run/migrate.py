@@ -1,0 +1,295 @@
+"""Orchestrate a migration run: prepare, load every stream (in parallel), finalize.
+
+A run is identified by a row in ``docshift.runs``. Running again with the same mapping
+resumes the unfinished run from its checkpoints; a finished run is reported as complete;
+``restart=True`` undoes the previous run's effect on the target and starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from docshift.errors import DocshiftError, RunAborted
+from docshift.run.finalize import FinalizeReport, finalize
+from docshift.run.worker import Progress, run_stream
+from docshift.spec.model import Mapping
+from docshift.target.prepare import (
+    empty_target,
+    prepare_create,
+    prepare_existing,
+    resolve_existing_types,
+)
+from docshift.target.state import (
+    ensure_state,
+    latest_run,
+    load_checkpoint,
+    set_run_status,
+    start_run,
+)
+from docshift.transform.rows import compile_streams
+
+
+class Interrupted(DocshiftError):
+    """The run stopped at a batch boundary on request (Ctrl+C); re-running resumes it."""
+
+
+@dataclass
+class RunOptions:
+    workers: int = 1
+    batch_size: int = 5000
+    restart: bool = False
+    max_errors: int | None = None
+
+
+@dataclass
+class TableSummary:
+    table: str
+    documents: int
+    rows: int
+    quarantined: int
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    already_complete: bool = False
+    tables: list[TableSummary] = field(default_factory=list)
+    quarantined: int = 0
+    unmatched_keys: int = 0
+    unmapped: list[tuple[str, str, int]] = field(default_factory=list)
+    finalize: FinalizeReport | None = None
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "already_complete": self.already_complete,
+            "seconds": round(self.seconds, 3),
+            "quarantined": self.quarantined,
+            "unmatched_keys": self.unmatched_keys,
+            "tables": [t.__dict__ for t in self.tables],
+            "unmapped": [{"stream": s, "path": p, "count": n} for s, p, n in self.unmapped],
+            "warnings": self.finalize.warnings if self.finalize else [],
+            "failures": self.finalize.failures if self.finalize else [],
+        }
+
+
+class UI:
+    """Callbacks for progress display; the default does nothing."""
+
+    def progress(self, p: Progress) -> None: ...
+    def step(self, name: str) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+def mapping_hash(m: Mapping) -> str:
+    return hashlib.sha256(m.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
+
+
+def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None) -> RunResult:
+    """Run (or resume) the migration described by ``m`` into ``dsn``."""
+    ui = ui or UI()
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ensure_state(conn)
+        if m.target.mode == "existing":
+            resolve_existing_types(conn, m)
+        h = mapping_hash(m)
+        run = latest_run(conn)
+        if run and opts.restart:
+            for line in empty_target(conn, m):
+                ui.message(line)
+            ensure_state(conn)
+            run = None
+        if run and run.mapping_hash != h:
+            state = "finished" if run.status == "completed" else "unfinished"
+            raise DocshiftError(
+                f"the {state} run {run.run_id} in this database used a different mapping",
+                hint="Re-run with --restart to undo it and start over with this mapping.")
+        if run and run.status == "completed":
+            return _summarize(conn, m, run.run_id, started, already=True)
+        if run is None:
+            if m.target.mode == "create":
+                prepare_create(conn, m)
+            else:
+                prepare_existing(conn, m)
+            run_id = start_run(conn, h, m.path, {"workers": opts.workers,
+                                                 "batch_size": opts.batch_size})
+        else:
+            run_id = run.run_id
+            set_run_status(conn, run_id, "running")
+        streams = list(compile_streams(m))
+        for s in streams:
+            load_checkpoint(conn, run_id, s)
+        try:
+            _load_streams(m, dsn, run_id, streams, opts, ui, conn)
+        except Interrupted:
+            set_run_status(conn, run_id, "interrupted")
+            raise
+        except RunAborted:
+            set_run_status(conn, run_id, "aborted")
+            raise
+        rep = finalize(conn, m, run_id, log=ui.step)
+        set_run_status(conn, run_id, "completed")
+        result = _summarize(conn, m, run_id, started)
+        result.finalize = rep
+        return result
+
+
+def _rejected_so_far(conn: psycopg.Connection, run_id: int) -> int:
+    return conn.execute("SELECT count(*) FROM docshift.rejects WHERE run_id = %s",
+                        (run_id,)).fetchone()[0]  # type: ignore[index]
+
+
+def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[str], opts: RunOptions,
+                  ui: UI, conn: psycopg.Connection) -> None:
+    stop = threading.Event()
+    errors = [_rejected_so_far(conn, run_id)]
+    aborted: list[str] = []
+
+    def on_progress(p: Progress) -> None:
+        ui.progress(p)
+        errors[0] += p.rejected if p.kind == "batch" else 0
+        if opts.max_errors is not None and errors[0] > opts.max_errors and not aborted:
+            aborted.append(f"{errors[0]} documents quarantined, more than --max-errors "
+                           f"{opts.max_errors}")
+            stop.set()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        ui.message("Stopping after the current batch… (Ctrl+C again to stop at once)")
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        if opts.workers <= 1 or len(streams) <= 1:
+            for s in streams:
+                if not run_stream(m, dsn, run_id, s, opts.batch_size, stop.is_set, on_progress):
+                    break
+        else:
+            _parallel(m, dsn, run_id, streams, opts, on_progress, stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if aborted:
+        raise RunAborted(f"run aborted: {aborted[0]}",
+                         hint="See them with `docshift rejects`; re-run to continue.")
+    if stop.is_set():
+        raise Interrupted("interrupted; re-run the same command to resume")
+
+
+def _worker_main(m: Mapping, dsn: str, run_id: int, batch_size: int, tasks: Any,
+                 reports: Any, stop: Any) -> None:
+    local = threading.Event()
+    # Ctrl+C reaches every process of the group: finish the batch, then stop
+    signal.signal(signal.SIGINT, lambda *_: local.set())
+
+    def should_stop() -> bool:
+        return local.is_set() or stop.is_set()
+
+    while not should_stop():
+        try:
+            stream = tasks.get_nowait()
+        except queue.Empty:
+            return
+        try:
+            run_stream(m, dsn, run_id, stream, batch_size, should_stop, reports.put)
+        except Exception:
+            reports.put(("error", stream, traceback.format_exc()))
+            return
+
+
+def _parallel(m: Mapping, dsn: str, run_id: int, streams: list[str], opts: RunOptions,
+              on_progress: Callable[[Progress], None], stop: threading.Event) -> None:
+    ctx = mp.get_context("spawn")
+    tasks = ctx.Queue()
+    reports = ctx.Queue()
+    shared_stop = ctx.Event()
+    for s in _largest_first(m, dsn, streams):
+        tasks.put(s)
+    procs = [ctx.Process(target=_worker_main, daemon=True,
+                         args=(m, dsn, run_id, opts.batch_size, tasks, reports, shared_stop))
+             for _ in range(min(opts.workers, len(streams)))]
+    for p in procs:
+        p.start()
+    failure = None
+    while True:
+        try:
+            msg = reports.get(timeout=0.2)
+        except queue.Empty:
+            if stop.is_set():
+                shared_stop.set()
+            if not any(p.is_alive() for p in procs):
+                break
+            continue
+        if isinstance(msg, tuple):
+            failure = failure or msg
+            shared_stop.set()
+        else:
+            on_progress(msg)
+        if stop.is_set():
+            shared_stop.set()
+    for p in procs:
+        p.join()
+    # drain what the last batches reported
+    while True:
+        try:
+            msg = reports.get_nowait()
+        except queue.Empty:
+            break
+        if not isinstance(msg, tuple):
+            on_progress(msg)
+    if failure:
+        raise DocshiftError(f"stream {failure[1]!r} failed:\n{failure[2]}")
+
+
+def _largest_first(m: Mapping, dsn: str, streams: list[str]) -> list[str]:
+    from docshift.sources import open_source
+
+    src = open_source(m.source, dsn)
+    try:
+        sizes = {s: src.stream(s).estimate_count() or 0 for s in streams}
+    finally:
+        src.close()
+    return sorted(streams, key=lambda s: -sizes[s])
+
+
+def _summarize(conn: psycopg.Connection, m: Mapping, run_id: int, started: float,
+               already: bool = False) -> RunResult:
+    from docshift.run.status import table_rows
+
+    res = RunResult(run_id, already_complete=already)
+    cps = conn.execute("SELECT stream, docs_read, seconds FROM docshift.checkpoints "
+                       "WHERE run_id = %s", (run_id,)).fetchall()
+    docs = {s: (n, sec) for s, n, sec in cps}
+    rejects = dict(conn.execute(
+        "SELECT coalesce(table_name, source), count(*) FROM docshift.rejects WHERE run_id = %s "
+        "GROUP BY 1", (run_id,)).fetchall())
+    counts = table_rows(conn, m)
+    plans = compile_streams(m)
+    for t in m.tables:
+        feeds = [s for s, p in plans.items() if t in p.tables]
+        n = sum(docs.get(s, (0, 0))[0] for s in feeds)
+        sec = sum(docs.get(s, (0, 0.0))[1] for s in feeds)
+        res.tables.append(TableSummary(t, n, counts.get(t, 0), rejects.get(t, 0), sec))
+    res.quarantined = sum(rejects.values())
+    res.unmatched_keys = conn.execute(
+        "SELECT count(*) FROM docshift.unmatched_keys WHERE run_id = %s",
+        (run_id,)).fetchone()[0]  # type: ignore[index]
+    res.unmapped = [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        "SELECT stream, path, count FROM docshift.unmapped WHERE run_id = %s "
+        "ORDER BY count DESC, path", (run_id,))]
+    res.seconds = time.perf_counter() - started
+    return res

@@ -1,0 +1,152 @@
+"""Decoding options and helpers shared by every MongoDB-flavoured source.
+
+All readers (live server, ``mongodump`` BSON, ``mongoexport`` Extended JSON) decode into the
+same Python types, so that the rest of docshift never needs to know where a document came
+from: timezone-aware UTC ``datetime`` (``DatetimeMS`` when out of Python's range),
+``bson.Int64`` for 64-bit integers, ``bson.Binary`` for UUIDs (subtype 4/3), and lone
+surrogates for invalid UTF-8 so that one bad string does not make a whole document unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC
+from typing import Any
+
+import orjson
+from bson import ObjectId, json_util
+from bson.codec_options import CodecOptions, DatetimeConversion
+from bson.json_util import JSONMode, JSONOptions
+
+CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
+    document_class=dict,
+    tz_aware=True,
+    tzinfo=UTC,
+    datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+    unicode_decode_error_handler="surrogateescape",
+)
+"""Codec options for every BSON decode in docshift."""
+
+JSON_OPTIONS = JSONOptions(
+    json_mode=JSONMode.CANONICAL,
+    document_class=dict,
+    tz_aware=True,
+    tzinfo=UTC,
+    datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+    unicode_decode_error_handler="surrogateescape",
+)
+"""Extended JSON options: parsing accepts canonical, relaxed and legacy input alike;
+dumping produces canonical Extended JSON (used for resume positions)."""
+
+RELAXED_JSON_OPTIONS = JSONOptions(
+    json_mode=JSONMode.RELAXED,
+    document_class=dict,
+    tz_aware=True,
+    tzinfo=UTC,
+    datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+)
+"""Relaxed Extended JSON, for rendering ``_id`` values as human-readable keys."""
+
+RAW_LIMIT = 10_000
+"""How much of an unreadable document's raw text is kept (characters)."""
+
+_PARSERS = frozenset(json_util._PARSERS)  # the keys json_util recognises as type wrappers
+# Integers orjson cannot hold exactly (beyond 64 bits) become floats there; such input, and
+# anything orjson refuses (NaN literals, lone surrogate escapes), goes through the stdlib.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+_BOM = b"\xef\xbb\xbf"
+
+
+def id_to_key(value: Any) -> str:
+    """Render an ``_id`` as text: ObjectId as hex, strings as is, others as relaxed EJSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, ObjectId):
+        return str(value)
+    return json_util.dumps(value, json_options=RELAXED_JSON_OPTIONS)
+
+
+def document_key(doc: Any, stream: str, ordinal: int) -> str:
+    """The key of a decoded document: its ``_id`` as text, else ``<stream>#<ordinal>``."""
+    if isinstance(doc, dict) and "_id" in doc:
+        return id_to_key(doc["_id"])
+    return f"{stream}#{ordinal}"
+
+
+def truncate_raw(text: str) -> str:
+    """Cut raw text of an unreadable document down to :data:`RAW_LIMIT` characters."""
+    if len(text) <= RAW_LIMIT:
+        return text
+    return text[: RAW_LIMIT - 1] + "…"
+
+
+def raw_text(data: bytes) -> str:
+    """Bytes of a bad JSON document as text, invalid UTF-8 shown as ``\\xNN`` escapes."""
+    return truncate_raw(data[: RAW_LIMIT * 4].decode("utf-8", "backslashreplace"))
+
+
+def _convert(value: Any) -> Any:
+    """Turn Extended JSON wrappers inside a plain JSON value into bson types, bottom-up."""
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(v) is dict or type(v) is list:
+                value[k] = _convert(v)
+        for k in value:
+            if k in _PARSERS:
+                return json_util.object_hook(value, JSON_OPTIONS)
+        return value
+    if type(value) is list:
+        for i, v in enumerate(value):
+            if type(v) is dict or type(v) is list:
+                value[i] = _convert(v)
+    return value
+
+
+def ejson_loads_slow(data: bytes) -> Any:
+    """Parse Extended JSON with the reference implementation (``bson.json_util``)."""
+    text = data.decode("utf-8", "surrogateescape")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return json_util.loads(text, json_options=JSON_OPTIONS)
+
+
+def ejson_loads(data: bytes) -> Any:
+    """Parse one Extended JSON value (canonical, relaxed or legacy) into bson types.
+
+    Same result as :func:`ejson_loads_slow`, several times faster: orjson parses, and only
+    objects that are type wrappers (``{"$oid": …}``, ``{"$date": …}``…) are converted.
+    Raises ``ValueError``/``TypeError`` (or ``bson.errors`` subclasses) on invalid input.
+    """
+    if data.startswith(_BOM):
+        data = data[3:]
+    if _LONG_DIGITS.search(data) is None:
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return ejson_loads_slow(data)
+        if b'"$' in data or b"\\u0024" in data:
+            return _convert(value)
+        return value
+    return ejson_loads_slow(data)
+
+
+def json_loads(data: bytes | str) -> Any:
+    """Parse plain JSON (no Extended JSON types), fast, exact for big integers."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if _LONG_DIGITS.search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
+def canonical_ejson(value: Any) -> str:
+    """``value`` as canonical Extended JSON (type-exact, so it round-trips)."""
+    return json_util.dumps(value, json_options=JSON_OPTIONS)
+
+
+def parse_canonical_ejson(text: str) -> Any:
+    """Inverse of :func:`canonical_ejson`."""
+    return json_util.loads(text, json_options=JSON_OPTIONS)

@@ -1,0 +1,33 @@
+"""Which database to load: the mapping's DSN, or the embedded server."""
+
+from __future__ import annotations
+
+import os
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from docshift.spec.model import Mapping
+
+DSN_ENV = "DOCSHIFT_DSN"
+"""Environment variable that overrides the mapping's target DSN (handy in CI and tests)."""
+
+
+def target_dsn(m: Mapping, override: str | None = None) -> str:
+    """The target DSN: ``override``, $DOCSHIFT_DSN, the mapping's, or the embedded server's."""
+    dsn = override or os.environ.get(DSN_ENV) or m.target.dsn
+    if dsn:
+        return dsn
+    from docshift.target.embedded import server_dsn
+
+    return server_dsn()
+
+
+def redact(dsn: str) -> str:
+    """The DSN with any password replaced by ``***`` (DSNs are never printed with secrets)."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception:
+        return "<dsn>"
+    if params.get("password"):
+        params["password"] = "***"
+    return make_conninfo(**params)

@@ -1,0 +1,171 @@
+"""Load one batch of documents: binary COPY + quarantine + checkpoint, in one transaction.
+
+That single transaction is the exactly-once guarantee: either the batch's rows, its
+quarantined documents and the stream's new position are all committed, or none is. When
+PostgreSQL refuses the batch (a CHECK in an existing table, a value the converter let
+through), the batch is bisected inside savepoints until the refused documents are isolated;
+they are quarantined with PostgreSQL's message and the rest loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from docshift.sources.base import SourceDocument
+from docshift.spec.model import Mapping
+from docshift.target.ddl import load_columns, qualified
+from docshift.target.state import (
+    Checkpoint,
+    add_unmapped,
+    save_checkpoint,
+    write_rejects,
+    write_unmatched,
+)
+from docshift.transform.convert import to_extended_json
+from docshift.transform.rows import DocumentRows, StreamPlan, column_types
+
+
+@dataclass(slots=True)
+class TableCopy:
+    """A prepared binary COPY into one table."""
+
+    statement: sql.Composed
+    types: list[str]
+
+    def write(self, cur: psycopg.Cursor, rows: Iterable[tuple[Any, ...]]) -> None:
+        with cur.copy(self.statement) as copy:
+            copy.set_types(self.types)
+            for row in rows:
+                copy.write_row(row)
+
+
+def table_copies(m: Mapping, plan: StreamPlan) -> dict[str, TableCopy]:
+    """One prepared COPY per table the stream fills."""
+    out = {}
+    for name in plan.tables:
+        table = m.tables[name]
+        types = [t.copy_name for t in column_types(m, table).values()]
+        if table.extra:
+            types.append("jsonb")
+        types.append("text")
+        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            qualified(m.target.schema_, name),
+            sql.SQL(", ").join(map(sql.Identifier, load_columns(table))))
+        out[name] = TableCopy(stmt, types)
+    return out
+
+
+@dataclass
+class BatchResult:
+    """What a committed batch did."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0
+    reject_classes: dict[str, int] = field(default_factory=dict)
+
+
+Item = tuple[SourceDocument, DocumentRows]
+
+
+def load_batch(conn: psycopg.Connection, run_id: int, source: str, items: list[Item],
+               copies: dict[str, TableCopy], cp: Checkpoint, seconds: float) -> BatchResult:
+    """Commit one batch and move ``cp`` past it (``cp`` is updated in place on success)."""
+    good = [it for it in items if it[1].rejection is None and it[1].matched]
+    try:
+        with conn.transaction():
+            result = _commit(conn, run_id, source, items, good, [], copies, cp, seconds)
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError,
+            psycopg.errors.ProgrammingError, psycopg.errors.InternalError_) as exc:
+        if len(good) == 0:
+            raise
+        del exc  # the batch is retried document by document below
+        with conn.transaction():
+            bad: list[tuple[Item, str, str]] = []
+            kept = _isolate(conn, good, copies, bad)
+            result = _commit(conn, run_id, source, items, kept, bad, copies, cp, seconds,
+                             copied=True)
+    return result
+
+
+def _copy(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCopy]) -> None:
+    with conn.cursor() as cur:
+        for table, cp in copies.items():
+            rows = [r for _, res in items for r in res.rows.get(table, ())]
+            if rows:
+                cp.write(cur, rows)
+
+
+def _isolate(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCopy],
+             bad: list[tuple[Item, str, str]]) -> list[Item]:
+    """Load what PostgreSQL accepts, bisecting inside savepoints; collect the refused."""
+    try:
+        with conn.transaction():
+            _copy(conn, items, copies)
+        return items
+    except psycopg.errors.OperationalError:
+        raise
+    except psycopg.DatabaseError as exc:
+        if len(items) == 1:
+            state = exc.sqlstate or "XX000"
+            name = type(exc).__name__
+            msg = (exc.diag.message_primary or str(exc)).strip()
+            detail = exc.diag.message_detail
+            bad.append((items[0], f"pg_{_snake(name)}" if state else "pg_error",
+                        f"PostgreSQL refused the row: {msg}" + (f" ({detail})" if detail else "")))
+            return []
+        mid = len(items) // 2
+        return _isolate(conn, items[:mid], copies, bad) + _isolate(conn, items[mid:], copies, bad)
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def _commit(conn: psycopg.Connection, run_id: int, source: str, items: list[Item],
+            good: list[Item], bad: list[tuple[Item, str, str]],
+            copies: dict[str, TableCopy], cp: Checkpoint, seconds: float,
+            copied: bool = False) -> BatchResult:
+    if not copied:
+        _copy(conn, good, copies)
+    result = BatchResult()
+    rejects: list[tuple[Any, ...]] = []
+    unmatched: list[str] = []
+    unmapped: dict[str, tuple[int, str]] = {}
+    for sdoc, res in items:
+        if res.rejection is not None:
+            r = res.rejection
+            rejects.append((run_id, source, sdoc.key, r.table, "convert", r.field,
+                            r.error_class, r.message, to_extended_json(sdoc.doc)))
+            result.reject_classes[r.error_class] = result.reject_classes.get(r.error_class, 0) + 1
+        elif not res.matched:
+            unmatched.append(sdoc.key)
+        for path in res.unmapped:
+            n, k = unmapped.get(path, (0, sdoc.key))
+            unmapped[path] = (n + 1, k)
+    for (sdoc, res), error_class, message in bad:
+        table = next(iter(res.rows), None)
+        rejects.append((run_id, source, sdoc.key, table, "load", None, error_class, message,
+                        to_extended_json(sdoc.doc)))
+        result.reject_classes[error_class] = result.reject_classes.get(error_class, 0) + 1
+    for _, res in good:
+        for table, rows in res.rows.items():
+            result.rows[table] = result.rows.get(table, 0) + len(rows)
+    result.rejected = len(rejects)
+    write_rejects(conn, rejects)
+    write_unmatched(conn, run_id, source, unmatched)
+    add_unmapped(conn, run_id, source, unmapped)
+    new = Checkpoint(cp.stream, items[-1][0].position if items else cp.position,
+                     cp.docs_read + len(items), cp.docs_rejected + result.rejected,
+                     dict(cp.rows_written or {}), cp.done, cp.seconds + seconds)
+    for t, n in result.rows.items():
+        new.rows_written[t] = new.rows_written.get(t, 0) + n  # type: ignore[index]
+    save_checkpoint(conn, run_id, new)
+    # only now, with everything written, move the caller's checkpoint
+    cp.position, cp.docs_read, cp.docs_rejected = new.position, new.docs_read, new.docs_rejected
+    cp.rows_written, cp.seconds = new.rows_written, new.seconds
+    return result

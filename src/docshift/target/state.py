@@ -1,0 +1,249 @@
+"""docshift's own state, kept in the target database in schema ``docshift``.
+
+Tables:
+  runs            one row per migration run: mapping hash, status, settings, times
+  checkpoints     per run and source stream: the last committed position and counters;
+                  written in the *same transaction* as the rows of each batch, which is
+                  what makes a run exactly-once across any interruption
+  rejects         the quarantine: every document (or row) that was not loaded, and why
+  unmatched_keys  key-value keys that no table took and no ignore pattern named
+  unmapped        source paths that no column reads, with counts and an example key
+  steps           finalization steps already done (keys, constraints, indexes)
+  objects         what docshift created (create mode) or dropped to re-create later
+                  (existing mode), so rollback and finalization know exactly what to touch
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+STATE_SCHEMA = "docshift"
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS docshift;
+CREATE TABLE IF NOT EXISTS docshift.runs (
+    run_id       bigserial PRIMARY KEY,
+    mapping_hash text NOT NULL,
+    mapping_path text NOT NULL,
+    status       text NOT NULL DEFAULT 'running',
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz,
+    settings     jsonb NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS docshift.checkpoints (
+    run_id        bigint NOT NULL REFERENCES docshift.runs ON DELETE CASCADE,
+    stream        text NOT NULL,
+    position      text,
+    docs_read     bigint NOT NULL DEFAULT 0,
+    docs_rejected bigint NOT NULL DEFAULT 0,
+    rows_written  jsonb NOT NULL DEFAULT '{}',
+    estimate      bigint,
+    done          boolean NOT NULL DEFAULT false,
+    seconds       double precision NOT NULL DEFAULT 0,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, stream)
+);
+CREATE TABLE IF NOT EXISTS docshift.rejects (
+    id           bigserial PRIMARY KEY,
+    run_id       bigint NOT NULL REFERENCES docshift.runs ON DELETE CASCADE,
+    source       text NOT NULL,
+    source_key   text,
+    table_name   text,
+    stage        text NOT NULL,
+    field        text,
+    error_class  text NOT NULL,
+    message      text NOT NULL,
+    document     jsonb,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS docshift.unmatched_keys (
+    run_id bigint NOT NULL REFERENCES docshift.runs ON DELETE CASCADE,
+    stream text NOT NULL,
+    key    text NOT NULL,
+    PRIMARY KEY (run_id, stream, key)
+);
+CREATE TABLE IF NOT EXISTS docshift.unmapped (
+    run_id      bigint NOT NULL REFERENCES docshift.runs ON DELETE CASCADE,
+    stream      text NOT NULL,
+    path        text NOT NULL,
+    count       bigint NOT NULL,
+    example_key text,
+    PRIMARY KEY (run_id, stream, path)
+);
+CREATE TABLE IF NOT EXISTS docshift.steps (
+    run_id  bigint NOT NULL REFERENCES docshift.runs ON DELETE CASCADE,
+    step    text NOT NULL,
+    detail  jsonb NOT NULL DEFAULT '{}',
+    done_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS docshift.objects (
+    kind       text NOT NULL,
+    table_name text NOT NULL,
+    name       text NOT NULL,
+    definition text,
+    PRIMARY KEY (kind, table_name, name)
+);
+"""
+
+
+def ensure_state(conn: psycopg.Connection) -> None:
+    """Create the state schema and tables if they do not exist."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('docshift.state'))")
+        conn.execute(_DDL)
+
+
+def state_exists(conn: psycopg.Connection) -> bool:
+    return conn.execute(
+        "SELECT to_regclass('docshift.runs') IS NOT NULL").fetchone()[0]  # type: ignore[index]
+
+
+@dataclass
+class Run:
+    run_id: int
+    mapping_hash: str
+    status: str
+    settings: dict[str, Any]
+
+
+def latest_run(conn: psycopg.Connection) -> Run | None:
+    """The most recent run, or None when docshift never ran against this database."""
+    if not state_exists(conn):
+        return None
+    row = conn.execute(
+        "SELECT run_id, mapping_hash, status, settings FROM docshift.runs "
+        "ORDER BY run_id DESC LIMIT 1").fetchone()
+    return Run(*row) if row else None
+
+
+def start_run(conn: psycopg.Connection, mapping_hash: str, mapping_path: str,
+              settings: dict[str, Any]) -> int:
+    row = conn.execute(
+        "INSERT INTO docshift.runs (mapping_hash, mapping_path, settings) "
+        "VALUES (%s, %s, %s) RETURNING run_id",
+        (mapping_hash, mapping_path, Jsonb(settings))).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def set_run_status(conn: psycopg.Connection, run_id: int, status: str) -> None:
+    conn.execute(
+        "UPDATE docshift.runs SET status = %s, "
+        "finished_at = CASE WHEN %s IN ('completed', 'aborted') THEN now() END "
+        "WHERE run_id = %s", (status, status, run_id))
+
+
+@dataclass
+class Checkpoint:
+    """Where one stream stands in one run."""
+
+    stream: str
+    position: str | None = None
+    docs_read: int = 0
+    docs_rejected: int = 0
+    rows_written: dict[str, int] | None = None
+    done: bool = False
+    seconds: float = 0.0
+
+
+def load_checkpoint(conn: psycopg.Connection, run_id: int, stream: str) -> Checkpoint:
+    row = conn.execute(
+        "SELECT position, docs_read, docs_rejected, rows_written, done, seconds "
+        "FROM docshift.checkpoints WHERE run_id = %s AND stream = %s",
+        (run_id, stream)).fetchone()
+    if row is None:
+        conn.execute("INSERT INTO docshift.checkpoints (run_id, stream) VALUES (%s, %s) "
+                     "ON CONFLICT DO NOTHING", (run_id, stream))
+        return Checkpoint(stream, rows_written={})
+    return Checkpoint(stream, row[0], row[1], row[2], dict(row[3]), row[4], row[5])
+
+
+def save_checkpoint(conn: psycopg.Connection, run_id: int, cp: Checkpoint) -> None:
+    """Record ``cp``; call inside the batch's transaction."""
+    conn.execute(
+        "UPDATE docshift.checkpoints SET position = %s, docs_read = %s, docs_rejected = %s, "
+        "rows_written = %s, done = %s, seconds = %s, updated_at = now() "
+        "WHERE run_id = %s AND stream = %s",
+        (cp.position, cp.docs_read, cp.docs_rejected, Jsonb(cp.rows_written or {}), cp.done,
+         cp.seconds, run_id, cp.stream))
+
+
+def set_estimate(conn: psycopg.Connection, run_id: int, stream: str, n: int | None) -> None:
+    conn.execute("UPDATE docshift.checkpoints SET estimate = %s WHERE run_id = %s AND "
+                 "stream = %s", (n, run_id, stream))
+
+
+REJECT_COLUMNS = ("run_id", "source", "source_key", "table_name", "stage", "field",
+                  "error_class", "message", "document")
+
+
+def write_rejects(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert quarantine rows (tuples in REJECT_COLUMNS order; document as JSON text)."""
+    if not rows:
+        return
+    with conn.cursor().copy(sql.SQL("COPY docshift.rejects ({}) FROM STDIN").format(
+            sql.SQL(", ").join(map(sql.Identifier, REJECT_COLUMNS)))) as copy:
+        for r in rows:
+            copy.write_row(r)
+
+
+def write_unmatched(conn: psycopg.Connection, run_id: int, stream: str,
+                    keys: list[str]) -> None:
+    if keys:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO docshift.unmatched_keys VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [(run_id, stream, k) for k in keys])
+
+
+def add_unmapped(conn: psycopg.Connection, run_id: int, stream: str,
+                 counts: dict[str, tuple[int, str]]) -> None:
+    """Add unmapped-path counts ({path: (count, example key)}) for one batch."""
+    if counts:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO docshift.unmapped VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (run_id, stream, path) DO UPDATE "
+                "SET count = docshift.unmapped.count + EXCLUDED.count",
+                [(run_id, stream, p, n, k) for p, (n, k) in counts.items()])
+
+
+def step_done(conn: psycopg.Connection, run_id: int, step: str) -> bool:
+    return conn.execute("SELECT 1 FROM docshift.steps WHERE run_id = %s AND step = %s",
+                        (run_id, step)).fetchone() is not None
+
+
+def mark_step(conn: psycopg.Connection, run_id: int, step: str,
+              detail: dict[str, Any] | None = None) -> None:
+    conn.execute("INSERT INTO docshift.steps (run_id, step, detail) VALUES (%s, %s, %s) "
+                 "ON CONFLICT DO NOTHING", (run_id, step, Jsonb(detail or {})))
+
+
+def record_object(conn: psycopg.Connection, kind: str, table: str, name: str,
+                  definition: str | None = None) -> None:
+    conn.execute("INSERT INTO docshift.objects VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                 (kind, table, name, definition))
+
+
+def objects(conn: psycopg.Connection, kind: str) -> list[tuple[str, str, str | None]]:
+    """(table, name, definition) of recorded objects of ``kind``."""
+    if not state_exists(conn):
+        return []
+    return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        "SELECT table_name, name, definition FROM docshift.objects WHERE kind = %s "
+        "ORDER BY table_name, name", (kind,))]
+
+
+def drop_state(conn: psycopg.Connection) -> None:
+    conn.execute("DROP SCHEMA IF EXISTS docshift CASCADE")
+
+
+def json_text(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()

@@ -1,0 +1,121 @@
+"""Deterministic ids: how any source id becomes the value of a PostgreSQL ``uuid`` column.
+
+Every ``uuid`` column goes through :func:`to_uuid`, so a reference stored in one collection
+(as an ObjectId, its hex string, a UUID or a plain key) always meets the record it points to.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from bson import Binary, ObjectId
+
+from docshift.errors import ConversionError
+
+NAMESPACE: uuid.UUID = uuid.uuid5(uuid.NAMESPACE_URL, "https://docshift.dev/ids")
+"""UUIDv5 namespace for ids that are neither ObjectIds nor UUIDs.
+
+Its value is ``774ebb41-0b03-548b-8471-944a712f7752``; it must never change, or re-running a
+migration would give every such record a new id.
+"""
+
+_MASK12 = (1 << 12) - 1
+_MASK26 = (1 << 26) - 1
+_MASK36 = (1 << 36) - 1
+_VERSION_BITS = 0x8 << 76
+_VARIANT_BITS = 0b10 << 62
+
+_UUID_TEXT = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_HEX24 = re.compile(r"[0-9a-fA-F]{24}")
+
+
+def objectid_to_uuid(oid: ObjectId) -> uuid.UUID:
+    """The UUID (RFC 9562 version 8) that carries the 96 bits of ``oid``.
+
+    Bits are numbered from the most significant (bit 0) of the ObjectId and of the UUID::
+
+        UUID bits   0-47   ObjectId bits 0-47    (timestamp and the start of the random part)
+        UUID bits  48-51   0b1000                (version 8)
+        UUID bits  52-63   ObjectId bits 48-59
+        UUID bits  64-65   0b10                  (RFC 4122/9562 variant)
+        UUID bits  66-101  ObjectId bits 60-95
+        UUID bits 102-127  zero
+
+    The ObjectId bits keep their order, so sorting the UUIDs (bytewise, as PostgreSQL does)
+    sorts them like the ObjectIds; :func:`uuid_to_objectid` reverses the mapping.
+    """
+    o = int.from_bytes(oid.binary, "big")
+    return uuid.UUID(
+        int=((o >> 48) << 80)
+        | _VERSION_BITS
+        | (((o >> 36) & _MASK12) << 64)
+        | _VARIANT_BITS
+        | ((o & _MASK36) << 26)
+    )
+
+
+def uuid_to_objectid(u: uuid.UUID) -> ObjectId:
+    """The ObjectId that :func:`objectid_to_uuid` turned into ``u``.
+
+    Raises ``ValueError`` when ``u`` is not in that layout.
+    """
+    n = u.int
+    if (n >> 76) & 0xF != 0x8 or (n >> 62) & 0b11 != 0b10 or n & _MASK26:
+        raise ValueError(f"{u} is not an ObjectId carried in a version 8 UUID")
+    o = ((n >> 80) << 48) | (((n >> 64) & _MASK12) << 36) | ((n >> 26) & _MASK36)
+    return ObjectId(o.to_bytes(12, "big"))
+
+
+def _bad_id(value: Any, reason: str) -> ConversionError:
+    return ConversionError(reason, error_class="bad_id", value=value)
+
+
+def to_uuid(value: Any) -> uuid.UUID:
+    """The UUID for the source id ``value``: the one id rule of every ``uuid`` column.
+
+    * ``ObjectId`` → :func:`objectid_to_uuid`
+    * ``uuid.UUID`` → itself
+    * ``bson.Binary`` of subtype 4 (or legacy 3, bytes taken in order) → that UUID
+    * ``str`` in canonical UUID form (8-4-4-4-12 hex digits, any case) → that UUID
+    * ``str`` of 24 hex digits → the ObjectId it spells, then as above
+    * any other non-empty ``str`` → ``uuid5(NAMESPACE, value)``
+    * ``int`` (not ``bool``) → the UUID of its decimal text, as above; that is
+      ``uuid5(NAMESPACE, str(value))`` except for the 24-digit ones, which spell an ObjectId
+
+    Anything else raises :class:`ConversionError` with ``error_class="bad_id"``.
+    """
+    t = type(value)
+    if t is ObjectId:
+        return objectid_to_uuid(value)
+    if t is str:
+        n = len(value)
+        if n == 36 and _UUID_TEXT.fullmatch(value):
+            return uuid.UUID(value)
+        if n == 24 and _HEX24.fullmatch(value):
+            return objectid_to_uuid(ObjectId(value))
+        if n == 0:
+            raise _bad_id(value, "an empty string is not an id")
+        return uuid.uuid5(NAMESPACE, value)
+    if t is uuid.UUID:
+        return value
+    if isinstance(value, bool):
+        raise _bad_id(value, "a boolean is not an id")
+    if isinstance(value, int):
+        # exactly the rule for its decimal text, so that 42 and "42" are the same id
+        return to_uuid(int.__repr__(value))
+    if isinstance(value, Binary):
+        if value.subtype in (3, 4) and len(value) == 16:
+            return uuid.UUID(bytes=bytes(value))
+        raise _bad_id(value, f"binary of subtype {value.subtype} and {len(value)} bytes "
+                             "is not a UUID")
+    if isinstance(value, ObjectId):
+        return objectid_to_uuid(value)
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        return to_uuid(str(value))
+    raise _bad_id(value, f"a value of type {type(value).__name__} is not an id")
