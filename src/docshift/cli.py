@@ -228,13 +228,16 @@ def rejects(
         if not groups:
             console.print("Nothing quarantined.")
             return
-        t = Table(title="quarantined documents by cause")
-        for col in ("source", "table", "field", "error", "count", "example key", "message"):
-            t.add_column(col, overflow="fold")
+        total = sum(g.count for g in groups)
+        console.print(f"{total:,} quarantined document(s), by cause:")
         for g in groups:
-            t.add_row(g.source, g.table or "", g.field or "", g.error_class, f"{g.count:,}",
-                      g.example_key or "", g.example_message)
-        console.print(t)
+            where = f"{g.table or g.source}.{g.field}" if g.field else (g.table or g.source)
+            console.print(f"  [bold]{g.count:>7,}[/]  {g.error_class:<18} {where}  "
+                          f"[dim](source {g.source}, e.g. key {g.example_key})[/]",
+                          highlight=False, soft_wrap=True)
+            console.print(f"           {g.example_message}", highlight=False, soft_wrap=True,
+                          markup=False)
+        console.print("Export them with `docshift rejects --export rejects.jsonl`.")
 
 
 @app.command()

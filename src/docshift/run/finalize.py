@@ -20,7 +20,7 @@ from psycopg import sql
 from docshift.spec.model import Mapping
 from docshift.target.ddl import Constraint, constraints, qualified
 from docshift.target.state import mark_step, objects, step_done
-from docshift.transform.rows import SOURCE_KEY_COLUMN
+from docshift.transform.rows import SOURCE_KEY_COLUMN, compile_streams
 
 ORPHAN_SAMPLE = 5
 """How many orphan values a warning quotes."""
@@ -43,6 +43,9 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int,
     """Run every remaining finalization step of ``run_id``."""
     rep = FinalizeReport()
     order = m.tables_in_load_order()
+    plans = compile_streams(m)
+    # quarantine rows name the source stream(s) that feed the table
+    sources = {t: ",".join(s for s, p in plans.items() if t in p.tables) or t for t in order}
     existing = m.target.mode == "existing"
     all_cons = {t: constraints(m, t) for t in order}
 
@@ -60,7 +63,7 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int,
     for t in order:
         for keycols in _unique_keys(conn, m, t):
             step(f"dedupe:{t}:{','.join(keycols)}",
-                 lambda t=t, k=keycols: _dedupe(conn, m, run_id, t, k, rep))
+                 lambda t=t, k=keycols: _dedupe(conn, m, run_id, t, k, rep, sources[t]))
     if not existing:
         for t in order:
             for c in all_cons[t]:
@@ -69,7 +72,8 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int,
     for t in order:
         for c in all_cons[t]:
             if c.kind == "foreign_key":
-                step(f"orphans:{c.name}", lambda c=c: _orphans(conn, m, run_id, c, rep))
+                step(f"orphans:{c.name}",
+                     lambda c=c: _orphans(conn, m, run_id, c, rep, sources[c.table]))
                 if not existing:
                     step(f"add:{c.name}", lambda c=c: _execute(conn, c))
     for t in order:
@@ -106,7 +110,7 @@ def _execute(conn: psycopg.Connection, c: Constraint) -> None:
 
 
 def _dedupe(conn: psycopg.Connection, m: Mapping, run_id: int, t: str, keycols: list[str],
-            rep: FinalizeReport) -> dict[str, Any]:
+            rep: FinalizeReport, source: str) -> dict[str, Any]:
     table = m.tables[t]
     q = qualified(m.target.schema_, t)
     keys = sql.SQL(", ").join(sql.Identifier(c) for c in keycols)
@@ -124,9 +128,10 @@ def _dedupe(conn: psycopg.Connection, m: Mapping, run_id: int, t: str, keycols: 
     if table.on_duplicate == "reject":
         stmt = delete + sql.SQL(
             "INSERT INTO docshift.rejects (run_id, source, source_key, table_name, stage, field,"
-            " error_class, message, document) SELECT {run}, {t}, src, {t}, 'finalize', {f},"
+            " error_class, message, document) SELECT {run}, {s}, src, {t}, 'finalize', {f},"
             " 'duplicate_key', {msg}, doc FROM gone").format(
-            run=sql.Literal(run_id), t=sql.Literal(t), f=sql.Literal(",".join(keycols)),
+            run=sql.Literal(run_id), s=sql.Literal(source), t=sql.Literal(t),
+            f=sql.Literal(",".join(keycols)),
             msg=sql.Literal(f"duplicate value of unique key ({', '.join(keycols)}); "
                             "an earlier document holds it"))
     else:
@@ -139,7 +144,7 @@ def _dedupe(conn: psycopg.Connection, m: Mapping, run_id: int, t: str, keycols: 
 
 
 def _orphans(conn: psycopg.Connection, m: Mapping, run_id: int, c: Constraint,
-             rep: FinalizeReport) -> dict[str, Any]:
+             rep: FinalizeReport, source: str) -> dict[str, Any]:
     assert c.references is not None
     ptable, pcol = c.references
     col = c.columns[0]
@@ -153,8 +158,9 @@ def _orphans(conn: psycopg.Connection, m: Mapping, run_id: int, c: Constraint,
             "WITH gone AS (DELETE FROM {q} t WHERE {cond} RETURNING t.{key} AS src, "
             "to_jsonb(t) - {key_text} AS doc, t.{c}::text AS val) "
             "INSERT INTO docshift.rejects (run_id, source, source_key, table_name, stage, field,"
-            " error_class, message, document) SELECT {run}, {t}, src, {t}, 'finalize', {f},"
+            " error_class, message, document) SELECT {run}, {s}, src, {t}, 'finalize', {f},"
             " 'orphan', {msg} || val || ', which does not exist', doc FROM gone").format(
+            s=sql.Literal(source),
             q=q, cond=cond, key=sql.Identifier(SOURCE_KEY_COLUMN),
             key_text=sql.Literal(SOURCE_KEY_COLUMN), c=sql.Identifier(col),
             run=sql.Literal(run_id), t=sql.Literal(c.table), f=sql.Literal(col),

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from bson import ObjectId, json_util
 from bson.codec_options import CodecOptions, DatetimeConversion
+from bson.errors import InvalidId
 from bson.json_util import JSONMode, JSONOptions
 
 CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
@@ -56,6 +57,8 @@ _PARSERS = frozenset(json_util._PARSERS)  # the keys json_util recognises as typ
 # anything orjson refuses (NaN literals, lone surrogate escapes), goes through the stdlib.
 _LONG_DIGITS = re.compile(rb"\d{19}")
 _BOM = b"\xef\xbb\xbf"
+# Relaxed Extended JSON dates as mongoexport writes them (UTC, at most millisecond precision).
+_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,3})?Z")
 
 
 def id_to_key(value: Any) -> str:
@@ -86,6 +89,22 @@ def raw_text(data: bytes) -> str:
     return truncate_raw(data[: RAW_LIMIT * 4].decode("utf-8", "backslashreplace"))
 
 
+def _wrapper(value: dict[str, Any]) -> Any:
+    """Decode one type wrapper; the common mongoexport shapes without json_util's overhead."""
+    if len(value) == 1:
+        key, inner = next(iter(value.items()))
+        if type(inner) is str:
+            if key == "$oid" and len(inner) == 24:
+                try:
+                    return ObjectId(inner)
+                except InvalidId:
+                    pass  # json_util raises the error
+            elif key == "$date" and _ISO_UTC.fullmatch(inner):
+                # Same value json_util computes (its strptime path is ~50x slower).
+                return datetime.fromisoformat(inner)
+    return json_util.object_hook(value, JSON_OPTIONS)
+
+
 def _convert(value: Any) -> Any:
     """Turn Extended JSON wrappers inside a plain JSON value into bson types, bottom-up."""
     if type(value) is dict:
@@ -94,7 +113,7 @@ def _convert(value: Any) -> Any:
                 value[k] = _convert(v)
         for k in value:
             if k in _PARSERS:
-                return json_util.object_hook(value, JSON_OPTIONS)
+                return _wrapper(value)
         return value
     if type(value) is list:
         for i, v in enumerate(value):

@@ -57,12 +57,22 @@ class SourceSpec(Strict):
         }[self.kind]
         missing = [n for n in needs if getattr(self, n) in (None, "")]
         if missing:
+            example = ", ".join(f"{n}: {_SOURCE_EXAMPLES[self.kind][n]}" for n in missing)
             raise ValueError(
-                f"a {self.kind} source needs {' and '.join(missing)}"
+                f"a {self.kind} source needs {' and '.join(repr(n) for n in missing)}: "
+                f"add {example}"
                 + (" (the key-value table's DSN defaults to the target's)"
                    if self.kind == "postgres_kv" else "")
             )
         return self
+
+
+_SOURCE_EXAMPLES = {
+    "mongodb": {"uri": "mongodb://localhost:27017", "database": "mydb"},
+    "mongodump": {"path": "./dump/mydb"},
+    "json": {"path": "./export"},
+    "postgres_kv": {"table": "kv_store_abc123"},
+}
 
 
 class TargetSpec(Strict):
@@ -149,10 +159,10 @@ class TableSpec(Strict):
     where: dict[str, Any] | None = None
     unnest: str | None = None
     feeds: list[FeedSpec] | None = None
-    columns: dict[str, ColumnSpec | str]
+    columns: dict[str, ColumnSpec]
     primary_key: list[str] | None = None
     on_duplicate: DuplicatePolicy = "reject"
-    indexes: list[IndexSpec | list[str]] = Field(default_factory=list)
+    indexes: list[IndexSpec] = Field(default_factory=list)
     ignore: list[str] = Field(default_factory=list)
     extra: str | None = None
     unmapped: UnmappedPolicy | None = None
@@ -166,14 +176,27 @@ class TableSpec(Strict):
     @field_validator("columns", mode="before")
     @classmethod
     def _columns_shorthand(cls, v: Any) -> Any:
-        # ``email: text`` is shorthand for ``email: {type: text}``
+        # ``email: text`` is shorthand for ``email: {type: text}``; a bare ``email:`` is
+        # ``email: {}`` (existing mode takes the type from the target table)
         if isinstance(v, dict):
-            return {k: ({"type": c} if isinstance(c, str) else c) for k, c in v.items()}
+            return {k: ({"type": c} if isinstance(c, str) else {} if c is None else c)
+                    for k, c in v.items()}
+        return v
+
+    @field_validator("indexes", mode="before")
+    @classmethod
+    def _index_shorthand(cls, v: Any) -> Any:
+        # ``[a, b]`` is shorthand for ``{columns: [a, b]}``, and ``a`` for ``{columns: [a]}``
+        if isinstance(v, list):
+            return [{"columns": i} if isinstance(i, list) else
+                    {"columns": [i]} if isinstance(i, str) else i for i in v]
         return v
 
     @model_validator(mode="after")
     def _feeds(self) -> TableSpec:
         inline = self.from_ is not None or self.keys is not None
+        if self.from_ is not None and self.keys is not None:
+            raise ValueError("give 'from' (a collection) or 'keys' (key patterns), not both")
         if inline and self.feeds:
             raise ValueError("give either 'from'/'keys' or a list of 'feeds', not both")
         if not inline and not self.feeds:
@@ -191,12 +214,12 @@ class TableSpec(Strict):
         return self
 
     def column(self, name: str) -> ColumnSpec:
-        c = self.columns[name]
-        assert isinstance(c, ColumnSpec)
-        return c
+        """The settings of column ``name``."""
+        return self.columns[name]
 
     def index_list(self) -> list[IndexSpec]:
-        return [i if isinstance(i, IndexSpec) else IndexSpec(columns=i) for i in self.indexes]
+        """The table's secondary indexes (shorthand lists are already expanded)."""
+        return list(self.indexes)
 
     def unique_keys(self) -> list[list[str]]:
         """Every column set that must be unique: primary key, unique columns, unique indexes."""
@@ -229,7 +252,6 @@ class Mapping(Strict):
             if name in seen or name in stack:
                 return
             for c in self.tables[name].columns.values():
-                assert isinstance(c, ColumnSpec)
                 if c.references:
                     parent = c.references.split(".")[0]
                     if parent in self.tables and parent != name:
