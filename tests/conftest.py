@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -32,19 +32,32 @@ def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def dsn(server_dsn: str) -> Iterator[str]:
+def make_dsn(server_dsn: str) -> Iterator[Callable[[], str]]:
+    """Factory of new, empty databases; all are dropped after the test."""
+    names: list[str] = []
+
+    def make() -> str:
+        name = f"dstest_{os.getpid()}_{next(_counter)}"
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        names.append(name)
+        params = conninfo_to_dict(server_dsn)
+        params["dbname"] = name
+        return make_conninfo(**params)
+
+    yield make
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        for name in names:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def dsn(make_dsn: Callable[[], str]) -> str:
     """DSN of a new, empty database that is dropped after the test."""
-    name = f"dstest_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(server_dsn)
-    params["dbname"] = name
-    yield make_conninfo(**params)
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    return make_dsn()
 
 
 @pytest.fixture

@@ -69,12 +69,12 @@ def write_dump(root: Path, n_users: int = 40, n_accounts: int = 30, bad: bool = 
             if a_i % 5:
                 u.setdefault("watching", []).append(a["_id"])
     if bad:
-        us.append({"_id": oid(1, 900), "email": "bad-date@example.com", "status": "active",
+        us.append({"_id": oid(1, 10**6), "email": "bad-date@example.com", "status": "active",
                    "createdAt": "yesterday"})
-        us.append({"_id": oid(1, 901), "email": "user1@example.com", "status": "active"})
-        us.append({"_id": oid(1, 902), "email": "enum@example.com", "status": "deleted"})
-        us.append({"_id": oid(1, 903), "status": "active"})  # email is required
-        acc.append({"_id": oid(2, 900), "name": "Orphan", "owner": oid(1, 999)})
+        us.append({"_id": oid(1, 10**6 + 1), "email": "user1@example.com", "status": "active"})
+        us.append({"_id": oid(1, 10**6 + 2), "email": "enum@example.com", "status": "deleted"})
+        us.append({"_id": oid(1, 10**6 + 3), "status": "active"})  # email is required
+        acc.append({"_id": oid(2, 10**6), "name": "Orphan", "owner": oid(1, 10**7)})
     for name, docs in (("Users", us), ("Accounts", acc)):
         with (db / f"{name}.bson").open("wb") as f:
             for d in docs:

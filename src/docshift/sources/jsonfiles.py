@@ -36,6 +36,22 @@ _PARSE_ERRORS = (ValueError, TypeError, KeyError, OverflowError, BSONError, Recu
 # A string (complete), a structural character, or a lone quote: an unterminated string that
 # continues in the next chunk.
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]|"', re.DOTALL)
+_STRING = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+
+
+def _nested(levels: int) -> bytes:
+    """A regex for a JSON object/array nested at most ``levels`` deep (brackets unchecked)."""
+    inner = rb'[^"\[\]{}]++|' + _STRING
+    pattern = b""
+    for _ in range(levels):
+        pattern = rb"[\[{](?:" + inner + (b"|" + pattern if pattern else b"") + rb")*+[\]}]"
+    return pattern
+
+
+# One whole array element in a single C-level match (all quantifiers possessive, so no
+# backtracking); elements nested deeper, or cut by a chunk end, take the token scanner.
+_ELEMENT = re.compile(rb'(?:[^"\[\]{},]++|' + _STRING + b"|" + _nested(8) + rb")*+")
+_ELEMENT_END = b",]"
 _RAW_ID = re.compile(
     rb'"_id"\s*:\s*(?:\{\s*"\$oid"\s*:\s*"([0-9a-fA-F]{24})"\s*\}|"((?:[^"\\]|\\.)*)"|(-?\d+)\b)'
 )
@@ -249,61 +265,34 @@ class JsonStream:
         buf = b""
         buf_offset = start + 1  # file offset of buf[0]
         newlines = -1  # newlines before buf[0], counted only once a message needs it
-        elem = 0  # start of the current element in buf
+        pos = 0  # start of the current element in buf
         index = -1
-        finditer = _TOKEN.finditer
+        match = _ELEMENT.match
         while True:
-            chunk = f.read(CHUNK_BYTES)
-            if not chunk:
-                raise SourceError(
-                    f"{path}: the JSON array ends without its closing ']' at byte "
-                    f"{buf_offset + len(buf)}",
-                    hint="the file is truncated (documents before this point were read); "
-                    "re-export it",
-                )
-            if elem:
-                if newlines >= 0:
-                    newlines += buf.count(b"\n", 0, elem)
-                buf_offset += elem
-                buf = buf[elem:] + chunk
-                elem = 0
-            else:
-                buf += chunk
-            depth = 1
-            closed = False
-            for m in finditer(buf, elem):
-                c = buf[m.start()]
-                if c == 0x22:  # '"'
-                    if m.end() - m.start() == 1:
-                        break  # string continues in the next chunk
-                    continue
-                if c == 0x7B or c == 0x5B:  # '{' '['
-                    depth += 1
-                    continue
-                if c == 0x2C and depth != 1:  # ',' inside an element
-                    continue
-                if c == 0x7D or c == 0x5D:  # '}' ']'
-                    depth -= 1
-                    if depth:
-                        continue
-                    if c == 0x7D:
+            m = match(buf, pos)
+            end = m.end()
+            if end >= len(buf) or buf[end] not in _ELEMENT_END:
+                end = self._scan_element(buf, pos, buf_offset)
+                if end < 0:
+                    chunk = f.read(CHUNK_BYTES)
+                    if not chunk:
                         raise SourceError(
-                            f"{path}: unbalanced '}}' at byte {buf_offset + m.start()}; the "
-                            "file is not a valid JSON array",
-                            hint="repair or re-export the file",
+                            f"{path}: the JSON array ends without its closing ']' at byte "
+                            f"{buf_offset + len(buf)}",
+                            hint="the file is truncated (documents before this point were "
+                            "read); re-export it",
                         )
-                    closed = True
-                # ',' or the closing ']' ends the element.
-                data = buf[elem : m.start()].strip(_WHITESPACE)
-                elem_start = elem
-                elem = m.end()
-                if closed and not data and index == -1:
-                    break  # empty array
-                index += 1
-                if index <= after:
-                    if closed:
-                        break
+                    if newlines >= 0:
+                        newlines += buf.count(b"\n", 0, pos)
+                    buf_offset += pos
+                    buf = buf[pos:] + chunk
+                    pos = 0
                     continue
+            closed = buf[end] == 0x5D  # ']'
+            data = buf[pos:end].strip(_WHITESPACE)
+            if closed and not data and index == -1:
+                pass  # empty array
+            elif (index := index + 1) > after:
                 if data:
                     try:
                         doc = ejson_loads(data)
@@ -319,8 +308,8 @@ class JsonStream:
                 else:
                     if newlines < 0:
                         newlines = self._newlines_before(buf_offset)
-                    segment = buf[elem_start : m.start()]
-                    first = elem_start + len(segment) - len(segment.lstrip(_WHITESPACE))
+                    segment = buf[pos:end]
+                    first = pos + len(segment) - len(segment.lstrip(_WHITESPACE))
                     lineno = newlines + buf.count(b"\n", 0, first) + 1
                     yield SourceDocument(
                         key=_raw_id_key(data) or f"{name}#{index + 1}",
@@ -330,15 +319,40 @@ class JsonStream:
                         ),
                         position=str(index),
                     )
-                if closed:
-                    break
+            pos = end + 1
             if closed:
-                self._check_trailing(f, buf, elem, buf_offset)
+                self._check_trailing(f, buf, pos, buf_offset)
                 if after > index:
                     raise self._bad_position(
                         str(after), f"is past the last element ({index}) of the JSON array"
                     )
                 return
+
+    def _scan_element(self, buf: bytes, pos: int, buf_offset: int) -> int:
+        """Index of the ',' or ']' ending the element starting at ``pos``; -1 if ``buf`` ends
+        first. The exact (slower) path, for deep nesting and elements cut by a chunk end."""
+        depth = 1
+        for m in _TOKEN.finditer(buf, pos):
+            c = buf[m.start()]
+            if c == 0x22:  # '"'
+                if m.end() - m.start() == 1:
+                    return -1  # string continues in the next chunk
+            elif c == 0x7B or c == 0x5B:  # '{' '['
+                depth += 1
+            elif c == 0x2C:  # ','
+                if depth == 1:
+                    return m.start()
+            else:  # '}' ']'
+                depth -= 1
+                if depth == 0:
+                    if c == 0x5D:
+                        return m.start()
+                    raise SourceError(
+                        f"{self.path}: unbalanced '}}' at byte {buf_offset + m.start()}; the "
+                        "file is not a valid JSON array",
+                        hint="repair or re-export the file",
+                    )
+        return -1
 
     def _newlines_before(self, offset: int) -> int:
         count = 0
