@@ -1,3 +1,5 @@
+import hashlib
+import pickle
 import random
 import uuid
 
@@ -153,3 +155,20 @@ def test_postgres_orders_like_objectids(conn):
     rows = conn.execute("SELECT n, id FROM ids ORDER BY id").fetchall()
     assert [n for n, _ in rows] == list(range(len(oids)))
     assert [uuid_to_objectid(u) for _, u in rows] == oids
+
+
+@given(object_ids)
+def test_results_behave_like_ordinary_uuids(oid):
+    u = to_uuid(oid)
+    plain = uuid.UUID(str(u))
+    assert u == plain and hash(u) == hash(plain)
+    assert pickle.loads(pickle.dumps(u)) == plain
+    assert u.bytes == plain.bytes and u.hex == plain.hex
+
+
+def test_strings_with_undecodable_bytes_are_ids():
+    raw = b"caf\xe9".decode("utf-8", "surrogateescape")
+    digest = hashlib.sha1(NAMESPACE.bytes + b"caf\xe9").digest()
+    assert to_uuid(raw) == uuid.UUID(bytes=digest[:16], version=5)
+    assert to_uuid(raw) != to_uuid("café")
+    assert to_uuid("\ud800").version == 5

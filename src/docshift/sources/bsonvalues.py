@@ -53,9 +53,8 @@ RAW_LIMIT = 10_000
 """How much of an unreadable document's raw text is kept (characters)."""
 
 _PARSERS = frozenset(json_util._PARSERS)  # the keys json_util recognises as type wrappers
-# Integers orjson cannot hold exactly (beyond 64 bits) become floats there; such input, and
-# anything orjson refuses (NaN literals, lone surrogate escapes), goes through the stdlib.
-_LONG_DIGITS = re.compile(rb"\d{19}")
+_U64_LIMIT = 2.0**64
+_I64_MIN = -(2.0**63)
 _BOM = b"\xef\xbb\xbf"
 # Relaxed Extended JSON dates as mongoexport writes them (UTC, at most millisecond precision).
 _ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,3})?Z")
@@ -92,33 +91,69 @@ def raw_text(data: bytes) -> str:
 def _wrapper(value: dict[str, Any]) -> Any:
     """Decode one type wrapper; the common mongoexport shapes without json_util's overhead."""
     if len(value) == 1:
-        key, inner = next(iter(value.items()))
-        if type(inner) is str:
-            if key == "$oid" and len(inner) == 24:
+        inner = value.get("$oid")
+        if inner is not None:
+            if type(inner) is str and len(inner) == 24:
                 try:
                     return ObjectId(inner)
                 except InvalidId:
                     pass  # json_util raises the error
-            elif key == "$date" and _ISO_UTC.fullmatch(inner):
+        else:
+            inner = value.get("$date")
+            if type(inner) is str and _ISO_UTC.fullmatch(inner):
                 # Same value json_util computes (its strptime path is ~50x slower).
                 return datetime.fromisoformat(inner)
     return json_util.object_hook(value, JSON_OPTIONS)
+
+
+class _Inexact(Exception):
+    """orjson turned an integer beyond 64 bits into a float: parse again exactly."""
+
+
+def _check_float(value: float) -> None:
+    # Integer literals orjson holds exactly are ints; beyond that range they become floats.
+    if (value >= _U64_LIMIT or value <= _I64_MIN) and value.is_integer():
+        raise _Inexact
 
 
 def _convert(value: Any) -> Any:
     """Turn Extended JSON wrappers inside a plain JSON value into bson types, bottom-up."""
     if type(value) is dict:
         for k, v in value.items():
-            if type(v) is dict or type(v) is list:
+            t = type(v)
+            if t is dict or t is list:
                 value[k] = _convert(v)
-        for k in value:
-            if k in _PARSERS:
-                return _wrapper(value)
-        return value
+            elif t is float:
+                _check_float(v)
+        return value if _PARSERS.isdisjoint(value) else _wrapper(value)
     if type(value) is list:
         for i, v in enumerate(value):
-            if type(v) is dict or type(v) is list:
+            t = type(v)
+            if t is dict or t is list:
                 value[i] = _convert(v)
+            elif t is float:
+                _check_float(v)
+    elif type(value) is float:
+        _check_float(value)
+    return value
+
+
+def _check(value: Any) -> Any:
+    """Like :func:`_convert` for JSON without type wrappers: only the exactness check."""
+    if type(value) is dict:
+        value_iter: Any = value.values()
+    elif type(value) is list:
+        value_iter = value
+    else:
+        if type(value) is float:
+            _check_float(value)
+        return value
+    for v in value_iter:
+        t = type(v)
+        if t is dict or t is list:
+            _check(v)
+        elif t is float:
+            _check_float(v)
     return value
 
 
@@ -139,26 +174,22 @@ def ejson_loads(data: bytes) -> Any:
     """
     if data.startswith(_BOM):
         data = data[3:]
-    if _LONG_DIGITS.search(data) is None:
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return ejson_loads_slow(data)
+    try:
+        value = orjson.loads(data)
         if b'"$' in data or b"\\u0024" in data:
             return _convert(value)
-        return value
-    return ejson_loads_slow(data)
+        return _check(value)
+    except (orjson.JSONDecodeError, _Inexact):
+        # NaN/Infinity literals, lone surrogate escapes, invalid UTF-8, huge integers.
+        return ejson_loads_slow(data)
 
 
 def json_loads(data: bytes | str) -> Any:
     """Parse plain JSON (no Extended JSON types), fast, exact for big integers."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if _LONG_DIGITS.search(raw) is None:
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
+    try:
+        return _check(orjson.loads(data))
+    except (orjson.JSONDecodeError, _Inexact):
+        return json.loads(data)
 
 
 def canonical_ejson(value: Any) -> str:

@@ -174,7 +174,7 @@ def _check_path(where: str, cname: str, path: str, feed: FeedSpec, captures: set
         if not kv:
             return [f"{where}: $key.{rest} reads a key-pattern capture, which only a "
                     "postgres_kv source has; use $key for the document's key"]
-        if rest not in captures:
+        if feed.keys is not None and rest not in captures:
             return [f"{where}: no key pattern captures {rest!r} (captures: "
                     f"{', '.join(sorted(captures)) or 'none'})"
                     f"{_did_you_mean(rest, sorted(captures))}; capture it in 'keys', "
@@ -249,12 +249,13 @@ def _check_column(m: Mapping, tname: str, table: TableSpec, cname: str,
             problem("default", f"default {col.default!r} is not a {own.sql} value: "
                     f"{exc.reason}; a default is a value, not an SQL expression")
     if col.enum is not None:
-        if own.base in ("text", "varchar") and not own.array:
-            for v in col.enum:
-                if not isinstance(v, str):
-                    problem("enum", f"enum value {v!r} is not text; quote it "
-                            f"('{_yaml_text(v)}'): YAML reads yes/no/on/off/true/false as "
-                            "booleans and bare numbers as numbers")
+        wrong = [v for v in col.enum if not isinstance(v, str)]
+        if own.base in ("text", "varchar") and not own.array and wrong:
+            problem("enum", f"enum value{'s' if len(wrong) > 1 else ''} "
+                    f"{', '.join(map(repr, wrong))} {'are' if len(wrong) > 1 else 'is'} not "
+                    "text: YAML reads yes/no/on/off/true/false as booleans and bare numbers "
+                    f"as numbers; quote {'them' if len(wrong) > 1 else 'it'}, e.g. "
+                    f"enum: [{', '.join(repr(_yaml_text(v)) for v in wrong)}]")
         if col.map is not None:
             for k, v in col.map.items():
                 if v is not None and v not in col.enum:
@@ -271,7 +272,7 @@ def _type_problem(cname: str, text: str, error: str) -> str:
     if ("." in text and "(" not in text) or text.startswith("$"):
         return (f"{text!r} is not a type but looks like a source path; write "
                 f"'{cname}: {{type: <type>, from: {text}}}'")
-    if "did you mean" not in error and _IDENT.match(text):
+    if error.startswith("unknown type") and "did you mean" not in error and _IDENT.match(text):
         error += (f"; if {text!r} is the source field, write "
                   f"'{cname}: {{type: <type>, from: {text}}}'")
     return error
@@ -298,7 +299,7 @@ def _check_reference(m: Mapping, own: PgType | None, ref: str) -> list[str]:
     if [pcol] not in ptable.unique_keys():
         return [f"references {parent}.{pcol}, which is neither the primary key nor unique; a "
                 f"foreign key needs one of them: add 'unique: true' to {parent}.{pcol}, or "
-                f"reference {parent}'s primary key"]
+                f"reference the primary key of {parent}"]
     ptype = ptable.column(pcol).type
     if own is None or ptype is None:
         return []

@@ -1,7 +1,8 @@
 """Read a mapping file: YAML → ``${VAR}`` interpolation → validated :class:`Mapping`.
 
-Every problem becomes one line that names the file (with its line number), the table and the
-column, and says what is wrong; all problems are reported at once in a MappingError.
+Every problem becomes one line that starts with the file name and line number
+(``docshift.yaml:12:``), names the table and the column, says what is wrong and what to do;
+all problems are reported at once in a MappingError (``problems`` holds the lines).
 """
 
 from __future__ import annotations
@@ -16,101 +17,185 @@ import yaml
 from pydantic import ValidationError
 
 from docshift.errors import MappingError
-from docshift.spec.check import check_mapping
+from docshift.spec.check import find_problems
 from docshift.spec.model import Mapping
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+Loc = tuple[Any, ...]
+Lines = dict[Loc, int]
+
+START_HINT = ("Write one with `docshift init` (a commented starter) or "
+              "`docshift infer SOURCE -o docshift.yaml`, or point at it with -c.")
 
 
 def load_mapping(path: str | Path) -> Mapping:
     """Load and validate the mapping file at ``path``; raise MappingError on any problem."""
     path = Path(path)
-    if not path.exists():
-        raise MappingError(
-            f"{path}: no such mapping file",
-            hint="Write one with `docshift init` or `docshift infer SOURCE -o docshift.yaml`, "
-            "or point at it with -c.",
-        )
-    return parse_mapping(path.read_text(encoding="utf-8"), str(path))
+    if not path.is_file():
+        what = "is a directory, not a mapping file" if path.is_dir() else "no such mapping file"
+        raise MappingError(f"{path}: {what}", hint=START_HINT)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+                           hint="Save the mapping file as UTF-8.") from None
+    return parse_mapping(text, str(path))
 
 
 def parse_mapping(text: str, filename: str = "docshift.yaml") -> Mapping:
     """Validate mapping text; ``filename`` is only used in messages."""
     try:
-        node = yaml.compose(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise MappingError(f"{filename}: not valid YAML: {exc}") from None
+        problem = _yaml_problem(filename, text, exc)
+        raise MappingError(problem, problems=[problem]) from None
     if not isinstance(data, dict):
-        raise MappingError(f"{filename}: expected a mapping with 'source' and 'tables' at the top")
-    lines = _line_numbers(node)
+        what = "is empty" if data is None else f"holds {_kind_of(data)}"
+        problem = (f"{filename}:1: the file {what}; a mapping file is a block with 'source:' "
+                   "and 'tables:' at the top")
+        raise MappingError(problem, problems=[problem], hint=START_HINT)
+    lines: Lines = {}
+    words: dict[Loc, str] = {}
+    problems: list[tuple[int, str]] = []
+    _walk_nodes(node, (), lines, words, problems, filename)
     data, missing = _interpolate(data)
+    for loc, name in missing:
+        problems.append(_at(filename, lines, loc, _label(loc)[0],
+                            f"environment variable {name} is not set; export it, or write "
+                            f"${{{name}:-default}} to give a fallback"))
     if missing:
-        raise MappingError(
-            f"{filename}: environment variable(s) not set: {', '.join(sorted(missing))}",
-            hint="Export them, or write ${VAR:-default} in the mapping file.",
-        )
+        raise _error(filename, problems, hint="Export the variables, or write ${VAR:-default} "
+                     "in the mapping file.")
+    if "path" in data:
+        # 'path' is the model's record of the file name, not a key a mapping file may set
+        problems.append(_at(filename, lines, ("path",), "", "unknown key 'path'; a source "
+                            "folder or file goes under 'source:' (source: {kind: mongodump, "
+                            "path: ./dump/mydb})"))
+        data.pop("path")
     try:
         mapping = Mapping.model_validate({**data, "path": filename})
     except ValidationError as exc:
-        problems = [_describe(filename, err, lines) for err in exc.errors()]
-        raise MappingError(_summary(filename, problems), problems=problems) from None
-    problems = [f"{filename}: {p}" for p in check_mapping(mapping)]
+        problems += [_describe(filename, err, lines, words) for err in exc.errors()]
+        raise _error(filename, problems) from None
+    problems += [_at(filename, lines, p.loc, "", p.message) for p in find_problems(mapping)]
     if problems:
-        raise MappingError(_summary(filename, problems), problems=problems)
+        raise _error(filename, problems)
     return mapping
 
 
-def _summary(filename: str, problems: list[str]) -> str:
-    n = len(problems)
+def _error(filename: str, problems: list[tuple[int, str]], hint: str | None = None
+           ) -> MappingError:
+    lines = [text for _, text in sorted(problems, key=lambda p: p[0])]
+    n = len(lines)
     head = f"{filename}: {n} problem{'s' if n != 1 else ''} in the mapping file"
-    return head + "\n" + "\n".join(f"  - {p}" for p in problems)
+    message = head + "\n" + "\n".join(f"  - {p}" for p in lines)
+    return MappingError(message, problems=lines, hint=hint)
 
 
-def _interpolate(value: Any) -> tuple[Any, set[str]]:
-    missing: set[str] = set()
+def _at(filename: str, lines: Lines, loc: Loc, where: str, text: str) -> tuple[int, str]:
+    """A problem line ``file:line: where: text``, with its line number for sorting."""
+    line = _line(lines, loc)
+    return line, f"{filename}:{line}: {where + ': ' if where else ''}{text}"
 
-    def sub(text: str) -> str:
+
+def _line(lines: Lines, loc: Loc) -> int:
+    """The line of the deepest part of ``loc`` that is in the file (1 if none is)."""
+    loc = tuple(p for p in loc if p != "[key]")
+    for n in range(len(loc), -1, -1):
+        line = lines.get(loc[:n])
+        if line:
+            return line
+    return 1
+
+
+def _yaml_problem(filename: str, text: str, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else 1
+    what = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    msg = f"{filename}:{line}: not valid YAML: {what}"
+    if context:
+        msg += f" ({context})"
+    near = [mark, getattr(exc, "context_mark", None)]
+    src = text.splitlines()
+    source_line = " ".join(src[m.line] for m in near if m is not None and m.line < len(src))
+    if "\t" in what or "\\t" in what:
+        msg += "; indent with spaces, not tabs"
+    elif any(c in source_line for c in "{}[]"):
+        msg += ("; check that every { and [ is closed, and quote values that contain "
+                "{ } [ ] or ': ' (e.g. keys: ['client:{env}:{id}'])")
+    else:
+        msg += "; check the indentation and the ':' after each key on this line and the one above"
+    return msg
+
+
+def _interpolate(value: Any) -> tuple[Any, list[tuple[Loc, str]]]:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; list the unset variables."""
+    missing: list[tuple[Loc, str]] = []
+
+    def sub(text: str, loc: Loc) -> str:
         def one(m: re.Match[str]) -> str:
             if m.group(1) in os.environ:
                 return os.environ[m.group(1)]
             if m.group(2) is not None:
                 return m.group(2)
-            missing.add(m.group(1))
+            missing.append((loc, m.group(1)))
             return m.group(0)
 
         return _VAR.sub(one, text)
 
-    def walk(v: Any) -> Any:
+    def walk(v: Any, loc: Loc) -> Any:
         if isinstance(v, str):
-            return sub(v)
+            return sub(v, loc)
         if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
+            return {k: walk(x, (*loc, k)) for k, x in v.items()}
         if isinstance(v, list):
-            return [walk(x) for x in v]
+            return [walk(x, (*loc, i)) for i, x in enumerate(v)]
         return v
 
-    return walk(value), missing
+    return walk(value, ()), missing
 
 
-def _line_numbers(node: yaml.Node | None) -> dict[tuple[Any, ...], int]:
-    """Map each key path in the YAML document to its 1-based line number."""
-    lines: dict[tuple[Any, ...], int] = {}
+def _key_value(k: yaml.Node) -> Any:
+    """A mapping key as ``safe_load`` reads it (``on:`` is True, ``1:`` is 1)."""
+    if isinstance(k, yaml.ScalarNode) and not k.tag.endswith(":str"):
+        try:
+            return yaml.safe_load(k.value)
+        except yaml.YAMLError:
+            return k.value
+    return k.value
 
-    def walk(n: yaml.Node, path: tuple[Any, ...]) -> None:
-        lines.setdefault(path, n.start_mark.line + 1)
-        if isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                key = k.value
-                lines[(*path, key)] = k.start_mark.line + 1
-                walk(v, (*path, key))
-        elif isinstance(n, yaml.SequenceNode):
-            for i, v in enumerate(n.value):
-                walk(v, (*path, i))
 
-    if node is not None:
-        walk(node, ())
-    return lines
+def _walk_nodes(node: yaml.Node | None, path: Loc, lines: Lines, words: dict[Loc, str],
+                problems: list[tuple[int, str]], filename: str) -> None:
+    """Record the 1-based line of every key path; report keys given twice in one block.
+
+    ``words`` keeps the spelling of keys that YAML does not read as text (``on``, ``1``).
+    """
+    if node is None:
+        return
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            key = _key_value(k)
+            line = k.start_mark.line + 1
+            if isinstance(key, (str, int, bool, float)) or key is None:
+                if key in seen:
+                    where = _label(path)[0]
+                    problems.append((line, f"{filename}:{line}: {where + ': ' if where else ''}"
+                                     f"{k.value!r} is given twice (lines {seen[key]} and {line});"
+                                     " YAML keeps only the last one, so merge or rename them"))
+                seen[key] = line
+                lines[(*path, key)] = line
+                if not isinstance(key, str):
+                    words[(*path, key)] = k.value
+                _walk_nodes(v, (*path, key), lines, words, problems, filename)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _walk_nodes(v, (*path, i), lines, words, problems, filename)
 
 
 _KNOWN_KEYS = {
@@ -127,71 +212,208 @@ _KNOWN_KEYS = {
     "options": ["naming", "unmapped", "strip_nul", "replace_invalid_utf8", "epoch", "on_orphan"],
 }
 
+# Keys people bring from other tools, and what the mapping file calls them.
+_SYNONYMS = {
+    "column": {
+        "primary_key": "a primary key is set on the table: 'primary_key: <column>'",
+        "primary": "a primary key is set on the table: 'primary_key: <column>'",
+        "pk": "a primary key is set on the table: 'primary_key: <column>'",
+        "required": "write 'nullable: false'",
+        "not_null": "write 'nullable: false'",
+        "null": "write 'nullable: true' or 'nullable: false'",
+        "optional": "write 'nullable: true'",
+        "index": "indexes are set on the table: 'indexes: [[<column>]]'",
+        "indexed": "indexes are set on the table: 'indexes: [[<column>]]'",
+        "foreign_key": "write 'references: <table>' or 'references: <table>.<column>'",
+        "fk": "write 'references: <table>' or 'references: <table>.<column>'",
+        "ref": "write 'references: <table>' or 'references: <table>.<column>'",
+        "values": "the allowed values go in 'enum: [...]'",
+        "choices": "the allowed values go in 'enum: [...]'",
+        "source": "the source path goes in 'from: <path>'",
+        "path": "the source path goes in 'from: <path>'",
+        "field": "the source path goes in 'from: <path>'",
+        "length": "write 'max_length: <n>', or use the type varchar(n)",
+        "unnest": "'unnest' is a table setting: a table with 'unnest' makes one row per element",
+    },
+    "table": {
+        "collection": "write 'from: <collection>'",
+        "source": "write 'from: <collection>' (or 'keys: <pattern>' for a key-value source)",
+        "pattern": "write 'keys: <pattern>'",
+        "key": "write 'keys: <pattern>' (or 'primary_key: <column>')",
+        "pk": "write 'primary_key: <column>'",
+        "index": "write 'indexes: [[<column>, ...]]'",
+        "type": "column settings go under 'columns: {<name>: {type: ..., ...}}'",
+        "nullable": "column settings go under 'columns: {<name>: {nullable: ..., ...}}'",
+        "references": "column settings go under 'columns: {<name>: {references: ..., ...}}'",
+    },
+    "source": {
+        "type": "write 'kind: mongodb | mongodump | json | postgres_kv'",
+        "url": "write 'uri: mongodb://...' (mongodb) or 'dsn: ...' (postgres_kv)",
+        "db": "write 'database: <name>'",
+        "file": "write 'path: <file or folder>'",
+        "dir": "write 'path: <folder>'",
+    },
+    "target": {
+        "url": "write 'dsn: postgresql://...'",
+        "uri": "write 'dsn: postgresql://...'",
+        "database": "write 'dsn: postgresql://.../<database>'",
+    },
+}
 
-def _where(loc: tuple[Any, ...]) -> tuple[str, str]:
-    """Describe a pydantic error location as words, and say which kind of block it is in."""
+_REQUIRED_HINTS = {
+    ("top", "source"): ": say where documents come from, e.g. "
+                       "source: {kind: mongodump, path: ./dump/mydb}",
+    ("top", "tables"): ": add 'tables:' with at least one table (see `docshift init`)",
+    ("source", "kind"): ": write 'kind: mongodb | mongodump | json | postgres_kv'",
+    ("table", "columns"): ": list the table's columns, e.g. columns: {id: uuid, email: text}",
+    ("index", "columns"): ": list the indexed columns, e.g. columns: [email]",
+}
+
+
+def _label(loc: Loc) -> tuple[str, str, list[Any]]:
+    """Describe a location as words (``table 'users', column 'email'``).
+
+    Also returns the kind of block it is in (top, source, target, options, table, column,
+    feed, feed_column, index) and the rest of the location inside that block.
+    """
     parts: list[str] = []
     kind = "top"
     i = 0
-    # pydantic inserts union-branch names (e.g. 'ColumnSpec') into locations; drop them
-    loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper() and
-                                       p.endswith("Spec")) and p not in ("list[str]", "str"))
     while i < len(loc):
         p = loc[i]
-        if p == "tables" and i + 1 < len(loc):
+        nxt = i + 1 < len(loc)
+        if kind == "top" and p == "tables" and nxt:
             parts.append(f"table {loc[i + 1]!r}")
             kind = "table"
-            i += 2
-        elif p == "columns" and kind in ("table", "feed") and i + 1 < len(loc):
+        elif kind == "table" and p == "columns" and nxt:
             parts.append(f"column {loc[i + 1]!r}")
-            kind = "column" if kind == "table" else "feed"
-            i += 2
-        elif p == "feeds" and i + 1 < len(loc):
+            kind = "column"
+        elif kind == "feed" and p == "columns" and nxt:
+            parts.append(f"column {loc[i + 1]!r}")
+            kind = "feed_column"
+        elif kind == "table" and p == "feeds" and nxt and isinstance(loc[i + 1], int):
             parts.append(f"feed {loc[i + 1]}")
             kind = "feed"
-            i += 2
-        elif p == "indexes" and i + 1 < len(loc):
+        elif kind == "table" and p == "indexes" and nxt and isinstance(loc[i + 1], int):
             parts.append(f"index {loc[i + 1]}")
             kind = "index"
-            i += 2
-        elif p in ("source", "target", "options") and i == 0:
+        elif kind == "top" and p in ("source", "target", "options"):
             parts.append(p)
             kind = p
             i += 1
+            continue
         else:
-            i += 1
-    return ", ".join(parts), kind
+            return ", ".join(parts), kind, list(loc[i:])
+        i += 2
+    return ", ".join(parts), kind, []
 
 
-def _describe(filename: str, err: Any, lines: dict[tuple[Any, ...], int]) -> str:
+def _yaml_word(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a block of settings"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return repr(value)
+
+
+def _describe(filename: str, err: Any, lines: Lines, words: dict[Loc, str]
+              ) -> tuple[int, str]:
+    """One pydantic error as a problem line."""
     loc = tuple(err["loc"])
-    yaml_loc = tuple(p for p in loc if not (isinstance(p, str) and p.endswith("Spec")))
-    line = None
-    for n in range(len(yaml_loc), 0, -1):
-        line = lines.get(yaml_loc[:n])
-        if line:
-            break
-    where, kind = _where(loc)
-    prefix = f"{filename}:{line}" if line else filename
-    if err["type"] == "extra_forbidden":
-        key = loc[-1]
-        where = _where(loc[:-1])[0]
-        known = _KNOWN_KEYS.get(kind, [])
-        if kind == "column" and loc[-2:-1] and False:
-            pass
-        close = difflib.get_close_matches(str(key), known, n=1)
-        msg = f"unknown key {key!r}"
-        if close:
-            msg += f" (did you mean {close[0]!r}?)"
-        elif known:
-            msg += f"; allowed here: {', '.join(known)}"
-        if key in ("type", "nullable", "references") and kind == "table":
-            msg += "; column settings go under 'columns: {name: {...}}'"
-        return f"{prefix}: {where + ': ' if where else ''}{msg}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "missing":
-        msg = f"'{loc[-1]}' is required"
-        where = _where(loc[:-1])[0]
-    elif err["type"] == "literal_error":
-        msg = f"{loc[-1]!r}: {msg} (got {err.get('input')!r})"
-    return f"{prefix}: {where + ': ' if where else ''}{msg}"
+    etype = err["type"]
+    value = err.get("input")
+    if etype == "extra_forbidden":
+        where, kind, _ = _label(loc[:-1])
+        return _at(filename, lines, loc, where, _unknown_key(str(loc[-1]), kind))
+    if etype == "missing":
+        where, kind, _ = _label(loc[:-1])
+        text = f"{loc[-1]!r} is required{_REQUIRED_HINTS.get((kind, loc[-1]), '')}"
+        return _at(filename, lines, loc, where, text)
+    if loc[-1] == "[key]":
+        # a name YAML did not read as text: ``on:`` is True, ``1:`` is 1
+        where = _label(loc[:-2])[0]
+        word = words.get(loc[:-1], _yaml_word(value))
+        text = (f"the name {word!r} is read as {_kind_of(value)}, not as text: "
+                "quote it (YAML reads yes/no/on/off/true/false as booleans and bare numbers "
+                "as numbers)")
+        return _at(filename, lines, loc[:-1], where, text)
+    where, kind, rest = _label(loc)
+    setting = next((p for p in reversed(rest) if isinstance(p, str)), None)
+    name = f"{setting!r}" if setting else ""
+    if etype == "literal_error":
+        allowed = re.findall(r"'([^']*)'|\b(\d+)\b", err.get("ctx", {}).get("expected", ""))
+        options = [a or b for a, b in allowed]
+        text = (f"{name} must be {err['ctx']['expected']}, not {_kind_of(value)}"
+                f"{_suggest(value, options)}")
+    elif etype == "string_type":
+        text = f"{name or 'the value'} should be text, not {_kind_of(value)}"
+        if setting == "keys" and isinstance(value, dict):
+            text += "; quote key patterns: keys: ['client:{env}:{id}']"
+        elif isinstance(value, dict) and kind == "feed_column":
+            text += "; a feed's 'columns' maps a column name to a source path"
+    elif etype in ("bool_type", "bool_parsing"):
+        text = f"{name} should be true or false, not {_kind_of(value)}"
+    elif etype in ("int_type", "int_parsing", "int_from_float"):
+        text = f"{name} should be a whole number, not {_kind_of(value)}"
+    elif etype in ("dict_type", "model_type", "model_attributes_type"):
+        text = _not_a_block(kind, setting, value)
+    elif etype == "list_type":
+        text = f"{name} should be a list, e.g. [a, b], not {_kind_of(value)}"
+    elif etype == "too_short" and setting == "tables":
+        text = "'tables' is empty: add at least one table"
+    elif etype == "too_short" and kind == "index":
+        text = "an index needs at least one column: columns: [<column>, ...]"
+    else:
+        msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        text = f"{name}: {msg}" if name and etype != "value_error" else msg
+    return _at(filename, lines, loc, where, text)
+
+
+def _not_a_block(kind: str, setting: str | None, value: Any) -> str:
+    if kind == "column" and setting is None:
+        return (f"a column is a type ('email: text') or a block of settings "
+                f"('email: {{type: text, from: profile.email}}'), not {_kind_of(value)}")
+    if kind == "table" and setting is None:
+        return (f"a table is a block of settings (from or keys or feeds, columns, "
+                f"primary_key, ...), not {_kind_of(value)}")
+    if kind == "table" and setting == "columns":
+        return (f"'columns' maps each column name to its type or settings, e.g. "
+                f"columns: {{id: uuid, email: text}}, not {_kind_of(value)}")
+    if kind == "top" and setting == "tables":
+        return (f"'tables' maps each table name to its settings, e.g. "
+                f"tables: {{users: {{from: Users, columns: {{...}}}}}}, not {_kind_of(value)}")
+    if setting is None and kind in _KNOWN_KEYS:
+        known = ", ".join(_KNOWN_KEYS[kind][:3])
+        return (f"expected a block of 'name: value' settings ({known}, ...), "
+                f"not {_kind_of(value)}")
+    what = f"{setting!r}" if setting else "this"
+    return f"{what} should be a block of 'name: value' settings, not {_kind_of(value)}"
+
+
+def _suggest(value: Any, options: list[str]) -> str:
+    close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_key(key: str, kind: str) -> str:
+    known = _KNOWN_KEYS.get("column" if kind == "feed_column" else kind, [])
+    msg = f"unknown key {key!r}"
+    synonym = _SYNONYMS.get(kind, {}).get(key.lower())
+    close = difflib.get_close_matches(key, known, n=1)
+    if synonym:
+        msg += f"; {synonym}"
+    elif close:
+        msg += f" (did you mean {close[0]!r}?)"
+    elif known:
+        msg += f"; allowed here: {', '.join(known)}"
+    return msg

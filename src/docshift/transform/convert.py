@@ -354,12 +354,17 @@ def _parse_iso(s: str, value: Any) -> datetime:
     return _as_utc(d, value)
 
 
+def _naive(d: datetime) -> datetime:
+    # the constructor is several times faster than datetime.replace()
+    return datetime(d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond)
+
+
 def _as_utc(d: datetime, value: Any) -> datetime:
     tz = d.tzinfo
     if tz is UTC:
         return d
     if tz is None:
-        return d.replace(tzinfo=UTC)
+        return datetime(d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond, UTC)
     try:
         return d.astimezone(UTC)
     except OverflowError:
@@ -413,7 +418,8 @@ def _timestamptz_converter(options: ConvertOptions) -> Converter:
             if tz is UTC:
                 return v
             if tz is None:
-                return v.replace(tzinfo=UTC)
+                return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second,
+                                v.microsecond, UTC)
         d = _point_in_time(v, epoch)
         if type(d) is date:
             return datetime(d.year, d.month, d.day, tzinfo=UTC)
@@ -431,11 +437,11 @@ def _timestamp_converter(options: ConvertOptions) -> Converter:
             if tz is None:
                 return v
             if tz is UTC:
-                return v.replace(tzinfo=None)
+                return _naive(v)
         d = _point_in_time(v, epoch)
         if type(d) is date:
             return datetime(d.year, d.month, d.day)
-        return d.replace(tzinfo=None)
+        return _naive(d)
 
     return convert
 
@@ -472,9 +478,20 @@ def _bytea_converter(t: PgType) -> Converter:
 
 
 def _iso_ms(d: datetime) -> str:
-    if d.tzinfo is not None and d.tzinfo is not UTC:
+    tz = d.tzinfo
+    if tz is None:
+        return d.isoformat(timespec="milliseconds") + "Z"
+    if tz is not UTC:
         d = d.astimezone(UTC)
-    return d.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return d.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
+
+
+def _json_datetime(d: datetime) -> Any:
+    try:
+        return _iso_ms(d)
+    except OverflowError:  # an offset moves it outside years 1 to 9999
+        ms = (d - _EPOCH) // timedelta(milliseconds=1)
+        return {"$date": {"$numberLong": str(ms)}}
 
 
 @functools.lru_cache(maxsize=16)
@@ -491,8 +508,21 @@ def _json_converter(options: ConvertOptions) -> Converter:
     def key(k: Any) -> str:
         return text(k if type(k) is str else str(k))
 
+    # The checks for plain keys and values are inlined: a function call per key and value
+    # would double the cost of converting a typical document.
     def convert(v: Any) -> Any:
         t = type(v)
+        if t is dict:
+            return {
+                (k if type(k) is str and k.isascii() and "\x00" not in k else key(k)):
+                (x if (tx := type(x)) is int or tx is bool or x is None
+                 or (tx is str and x.isascii() and "\x00" not in x) else convert(x))
+                for k, x in v.items()
+            }
+        if t is list:
+            return [x if (tx := type(x)) is int or tx is bool or x is None
+                    or (tx is str and x.isascii() and "\x00" not in x) else convert(x)
+                    for x in v]
         if t is str:
             return text(v)
         if t is int or t is bool or v is None:
@@ -501,23 +531,20 @@ def _json_converter(options: ConvertOptions) -> Converter:
             if v - v == 0.0:  # false for NaN and ±inf
                 return v
             raise _err("bad_number", f"JSON cannot store {_float_text(v)}", v)
-        if t is dict:
-            return {key(k): convert(x) for k, x in v.items()}
-        if t is list:
-            return [convert(x) for x in v]
         return slow(v)
 
     def slow(v: Any) -> Any:
+        t = type(v)
+        if t is ObjectId:
+            return str(v)
+        if t is datetime:
+            return _iso_ms(v) if v.tzinfo is UTC else _json_datetime(v)
         if isinstance(v, int):
             return int(v)
         if isinstance(v, ObjectId):
             return str(v)
         if isinstance(v, datetime):
-            try:
-                return _iso_ms(v)
-            except OverflowError:
-                ms = (v - _EPOCH) // timedelta(milliseconds=1)
-                return {"$date": {"$numberLong": str(ms)}}
+            return _json_datetime(v)
         if isinstance(v, DatetimeMS):
             ms = int(v)
             try:

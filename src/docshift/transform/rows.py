@@ -29,8 +29,10 @@ SOURCE_KEY_COLUMN = "__docshift_key"
 document of each row so that duplicate and orphan resolution can quarantine by source key.
 It is dropped when the table is finalized."""
 
-# A row context: (root document, source key, captures, item, index, entry key)
-Ctx = tuple[Any, str, dict[str, str], Any, int, Any]
+# A row context: (root document, source key, captures, item, index, entry key, cache).
+# The cache is a dict per document: values that depend only on the document (not on the
+# unnested item) are converted once and shared by every row and table built from it.
+Ctx = tuple[Any, str, dict[str, str], Any, int, Any, dict[Any, Any]]
 Getter = Callable[[Ctx], Any]
 
 
@@ -86,6 +88,10 @@ class CompiledColumn:
     value_map: dict[Any, Any] | None
     enum: frozenset[Any] | None
     max_length: int | None
+    fn: Callable[[Ctx], Any] | None = None
+    """The compiled value function (set by :func:`_column_fn`)."""
+    item_dependent: bool = False
+    share_key: Any = None
 
     def value(self, ctx: Ctx) -> Any:
         raw = self.getter(ctx)
@@ -141,6 +147,7 @@ class CompiledFeed:
     columns: list[CompiledColumn]
     extra: bool
     consumed: set[str]
+    fns: list[Callable[[Ctx], Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -173,6 +180,7 @@ class StreamPlan:
     ignore_patterns: list[re.Pattern[str]]
     kv: bool
     _consumed_cache: dict[tuple[int, ...], dict[str, Any]] = field(default_factory=dict)
+    _unmapped_memo: dict[tuple[int, ...], dict[Any, Any]] = field(default_factory=dict)
 
     @property
     def tables(self) -> list[str]:
@@ -186,6 +194,7 @@ class StreamPlan:
             out.rejection = Rejection(None, "unreadable", doc.reason)
             return out
         matched: list[int] = []
+        cache: dict[Any, Any] = {}
         try:
             for i, feed in enumerate(self.feeds):
                 captures: dict[str, str] = {}
@@ -197,11 +206,12 @@ class StreamPlan:
                             break
                     else:
                         continue
-                if feed.where and not _passes(feed, (doc, sdoc.key, captures, None, 0, None)):
+                if feed.where and not _passes(feed, (doc, sdoc.key, captures, None, 0, None,
+                                                     cache)):
                     continue
                 matched.append(i)
                 rows = out.rows.setdefault(feed.table, [])
-                self._feed_rows(feed, sdoc, captures, rows)
+                self._feed_rows(feed, sdoc, captures, rows, cache)
         except ConversionError as exc:
             out.rows = {}
             table = self.feeds[i].table
@@ -213,9 +223,10 @@ class StreamPlan:
             out.matched = not self.kv or any(p.match(sdoc.key) for p in self.ignore_patterns)
             return out
         if self.report_unmapped or any(self.feeds[i].extra for i in matched):
-            tree = self._consumed(tuple(matched))
+            key = tuple(matched)
+            tree = self._consumed(key)
             unmapped: dict[str, Any] = {}
-            _unmapped(doc, tree, "", unmapped)
+            _unmapped_root(doc, tree, self._unmapped_memo.setdefault(key, {}), unmapped)
             if self.report_unmapped:
                 out.unmapped = list(unmapped)
             if unmapped:
@@ -223,24 +234,25 @@ class StreamPlan:
         return out
 
     def _feed_rows(self, feed: CompiledFeed, sdoc: SourceDocument, captures: dict[str, str],
-                   rows: list[tuple[Any, ...]]) -> None:
+                   rows: list[tuple[Any, ...]], cache: dict[Any, Any]) -> None:
         doc, key = sdoc.doc, sdoc.key
-        extra = (None,) if feed.extra else ()
+        tail = (None, key) if feed.extra else (key,)
+        fns = feed.fns
         if feed.unnest_getter is None:
-            ctx: Ctx = (doc, key, captures, None, 0, None)
-            rows.append(tuple(c.value(ctx) for c in feed.columns) + extra + (key,))
+            ctx: Ctx = (doc, key, captures, None, 0, None, cache)
+            rows.append((*[f(ctx) for f in fns], *tail))
             return
-        container = feed.unnest_getter((doc, key, captures, None, 0, None))
+        container = feed.unnest_getter((doc, key, captures, None, 0, None, cache))
         if container is None:
             return
         if type(container) is list:
             for idx, item in enumerate(container):
-                ctx = (doc, key, captures, item, idx, None)
-                rows.append(tuple(c.value(ctx) for c in feed.columns) + extra + (key,))
+                ctx = (doc, key, captures, item, idx, None, cache)
+                rows.append((*[f(ctx) for f in fns], *tail))
         elif type(container) is dict:
             for idx, (k, item) in enumerate(container.items()):
-                ctx = (doc, key, captures, item, idx, k)
-                rows.append(tuple(c.value(ctx) for c in feed.columns) + extra + (key,))
+                ctx = (doc, key, captures, item, idx, k, cache)
+                rows.append((*[f(ctx) for f in fns], *tail))
         else:
             raise ConversionError(
                 f"expected an array or an object to unnest, got {type(container).__name__}",
@@ -294,6 +306,35 @@ def _unmapped(value: Any, tree: dict[str, Any], prefix: str, out: dict[str, Any]
             _unmapped(v, sub, path + ".", out)
 
 
+MEMO_LIMIT = 10_000
+"""How many distinct top-level key sets the unmapped-field check remembers per stream."""
+
+
+def _unmapped_root(doc: Any, tree: dict[str, Any], memo: dict[Any, Any],
+                   out: dict[str, Any]) -> None:
+    """Like :func:`_unmapped` at the top level, memoized on the document's key set.
+
+    Documents of one collection mostly share their keys, so which top-level keys are
+    unmapped, and which need a look inside, is decided once per key set.
+    """
+    if type(doc) is not dict:
+        return
+    sig = tuple(doc)
+    entry = memo.get(sig)
+    if entry is None:
+        missing = tuple(k for k in sig if k not in tree)
+        partial = tuple(k for k in sig if type(tree.get(k)) is dict)
+        entry = (missing, partial)
+        if len(memo) < MEMO_LIMIT:
+            memo[sig] = entry
+    for k in entry[0]:
+        out[k] = doc[k]
+    for k in entry[1]:
+        v = doc[k]
+        if type(v) is dict:
+            _unmapped(v, tree[k], k + ".", out)
+
+
 def compile_streams(m: Mapping) -> dict[str, StreamPlan]:
     """Compile the mapping into one plan per source stream (collection or KV table)."""
     kv = m.source.kind == "postgres_kv"
@@ -311,6 +352,8 @@ def compile_streams(m: Mapping) -> dict[str, StreamPlan]:
             plan = plans.setdefault(stream, StreamPlan(stream, [], report, ignore, kv))
             plan.report_unmapped = plan.report_unmapped or report
             plan.feeds.append(_compile_feed(m, tname, table, feed, options))
+    for plan in plans.values():
+        _share_document_values(plan)
     return plans
 
 
@@ -359,7 +402,13 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
     where = [(k, compile_getter(f"$key.{k}" if feed.keys else k),
               tuple(v) if isinstance(v, list) else (v,))
              for k, v in (feed.where or {}).items()]
+    for c in columns:
+        c.item_dependent = _item_dependent(c.path, feed.unnest is not None)
+        # a str key: its hash is cached, unlike a tuple's
+        c.share_key = f"{c.path}\x1f{c.pgtype.sql}\x1f{c.nullable}"
+        c.fn = _column_fn(c)
     return CompiledFeed(
+        fns=[c.fn for c in columns if c.fn is not None],
         table=tname,
         patterns=[pattern_regex(p) for p in feed.keys] if feed.keys else None,
         where=where,
@@ -369,6 +418,78 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
         extra=table.extra is not None,
         consumed=consumed,
     )
+
+
+def _item_dependent(path: str, unnested: bool) -> bool:
+    """Whether a value changes from one unnested item to the next."""
+    head = path.partition(".")[0]
+    return head in ("$item", "$index") or (path == "$key" and unnested)
+
+
+def _column_fn(c: CompiledColumn) -> Callable[[Ctx], Any]:
+    """A specialized value function for ``c`` (the plain case skips every optional check)."""
+    getter, convert, path = c.getter, c.convert, c.path
+    plain = (c.default is None and c.value_map is None and c.enum is None
+             and c.max_length is None)
+    if plain and c.nullable:
+        def fn(ctx: Ctx) -> Any:
+            v = getter(ctx)
+            if v is None:
+                return None
+            try:
+                return convert(v)
+            except ConversionError as exc:
+                exc.field = path
+                raise
+    elif plain:
+        def fn(ctx: Ctx) -> Any:
+            v = getter(ctx)
+            if v is None:
+                raise ConversionError("required value is missing or null",
+                                      error_class="missing_required", field=path)
+            try:
+                return convert(v)
+            except ConversionError as exc:
+                exc.field = path
+                raise
+    else:
+        fn = c.value
+    return fn
+
+
+_MISS = object()
+
+
+def _cached(fn: Callable[[Ctx], Any], cache_key: Any) -> Callable[[Ctx], Any]:
+    def cached(ctx: Ctx) -> Any:
+        cache = ctx[6]
+        v = cache.get(cache_key, _MISS)
+        if v is _MISS:
+            v = cache[cache_key] = fn(ctx)
+        return v
+
+    return cached
+
+
+def _share_document_values(plan: StreamPlan) -> None:
+    """Convert once per document the values that several rows or tables read alike.
+
+    A child table's parent id is the same for every unnested item, and the ``_id`` of a
+    collection usually feeds several tables; such values are cached per document.
+    """
+    uses: Counter[Any] = Counter()
+    for feed in plan.feeds:
+        for c in feed.columns:
+            if c.fn is not c.value and not c.item_dependent:
+                uses[c.share_key] += 1
+    for feed in plan.feeds:
+        for c in feed.columns:
+            if c.item_dependent or c.fn is None:
+                continue
+            if feed.unnest is not None or (c.fn is not c.value and uses[c.share_key] > 1):
+                key = c.share_key if c.fn is not c.value else f"own\x1f{id(c)}"
+                c.fn = _cached(c.fn, key)
+        feed.fns = [c.fn for c in feed.columns if c.fn is not None]
 
 
 def summarize_unmapped(counter: Counter[str]) -> list[tuple[str, int]]:
