@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,15 +22,26 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """DSN of the session's PostgreSQL server (maintenance database)."""
+def server_dsn() -> Iterator[str]:
+    """DSN of the session's PostgreSQL server (maintenance database).
+
+    The embedded server's data lives in a directory of its own rather than under pytest's
+    temporary tree: pytest tightens permissions there, and when running as root the server
+    runs as another user that must keep access. It is stopped and removed at the end.
+    """
     env = os.environ.get("DOCSHIFT_TEST_DSN")
     if env:
-        return env
+        yield env
+        return
     from docshift.target.embedded import server_dsn as start
+    from docshift.target.embedded import stop_server
 
-    home = tmp_path_factory.mktemp("pg")
-    return start(Path(home))
+    home = Path(tempfile.mkdtemp(prefix="docshift-test-pg-"))
+    try:
+        yield start(home)
+    finally:
+        stop_server(home)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import psycopg
 
 from docshift.errors import DocshiftError, RunAborted
 from docshift.run.finalize import FinalizeReport, finalize
-from docshift.run.worker import Progress, run_stream
+from docshift.run.worker import Progress, run_unit
 from docshift.spec.model import Mapping
 from docshift.target.prepare import (
     empty_target,
@@ -31,11 +31,13 @@ from docshift.target.prepare import (
     resolve_existing_types,
 )
 from docshift.target.state import (
+    Unit,
+    add_units,
     ensure_state,
     latest_run,
-    load_checkpoint,
     set_run_status,
     start_run,
+    units,
 )
 from docshift.transform.rows import compile_streams
 
@@ -127,14 +129,12 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None) -> Run
                 prepare_existing(conn, m)
             run_id = start_run(conn, h, m.path, {"workers": opts.workers,
                                                  "batch_size": opts.batch_size})
+            add_units(conn, run_id, plan_units(m, dsn, opts))
         else:
             run_id = run.run_id
             set_run_status(conn, run_id, "running")
-        streams = list(compile_streams(m))
-        for s in streams:
-            load_checkpoint(conn, run_id, s)
         try:
-            _load_streams(m, dsn, run_id, streams, opts, ui, conn)
+            _load_streams(m, dsn, run_id, units(conn, run_id), opts, ui, conn)
         except Interrupted:
             set_run_status(conn, run_id, "interrupted")
             raise
@@ -153,7 +153,38 @@ def _rejected_so_far(conn: psycopg.Connection, run_id: int) -> int:
                         (run_id,)).fetchone()[0]  # type: ignore[index]
 
 
-def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[str], opts: RunOptions,
+SPLIT_MIN_DOCS = 50_000
+"""A stream is split into key ranges for parallel workers only from this size on."""
+
+
+def plan_units(m: Mapping, dsn: str, opts: RunOptions) -> list[Unit]:
+    """The run's work units, largest streams first; large ones split into key ranges.
+
+    Units are decided once, when the run starts, and stored with the checkpoints, so a
+    resumed run reads exactly the same ranges whatever ``--workers`` it is given.
+    """
+    from docshift.sources import open_source
+
+    src = open_source(m.source, dsn)
+    try:
+        sized = []
+        for name in compile_streams(m):
+            stream = src.stream(name)
+            n = stream.estimate_count() or 0
+            split = getattr(stream, "split", None)
+            if opts.workers > 1 and split is not None and n >= SPLIT_MIN_DOCS:
+                bounds = [None, *split(opts.workers), None]
+                parts = [Unit(f"{name}#{i + 1}", name, bounds[i], bounds[i + 1])
+                         for i in range(len(bounds) - 1)]
+                sized += [(n / len(parts), u) for u in parts]
+            else:
+                sized.append((n, Unit(name, name)))
+    finally:
+        src.close()
+    return [u for _, u in sorted(sized, key=lambda su: -su[0])]
+
+
+def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: RunOptions,
                   ui: UI, conn: psycopg.Connection) -> None:
     stop = threading.Event()
     errors = [_rejected_so_far(conn, run_id)]
@@ -177,7 +208,7 @@ def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[str], opts: R
     try:
         if opts.workers <= 1 or len(streams) <= 1:
             for s in streams:
-                if not run_stream(m, dsn, run_id, s, opts.batch_size, stop.is_set, on_progress):
+                if not run_unit(m, dsn, run_id, s, opts.batch_size, stop.is_set, on_progress):
                     break
         else:
             _parallel(m, dsn, run_id, streams, opts, on_progress, stop)
@@ -205,19 +236,19 @@ def _worker_main(m: Mapping, dsn: str, run_id: int, batch_size: int, tasks: Any,
         except queue.Empty:
             return
         try:
-            run_stream(m, dsn, run_id, stream, batch_size, should_stop, reports.put)
+            run_unit(m, dsn, run_id, stream, batch_size, should_stop, reports.put)
         except Exception:
-            reports.put(("error", stream, traceback.format_exc()))
+            reports.put(("error", stream.name, traceback.format_exc()))
             return
 
 
-def _parallel(m: Mapping, dsn: str, run_id: int, streams: list[str], opts: RunOptions,
+def _parallel(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: RunOptions,
               on_progress: Callable[[Progress], None], stop: threading.Event) -> None:
     ctx = mp.get_context("spawn")
     tasks = ctx.Queue()
     reports = ctx.Queue()
     shared_stop = ctx.Event()
-    for s in _largest_first(m, dsn, streams):
+    for s in streams:
         tasks.put(s)
     procs = [ctx.Process(target=_worker_main, daemon=True,
                          args=(m, dsn, run_id, opts.batch_size, tasks, reports, shared_stop))
@@ -255,25 +286,15 @@ def _parallel(m: Mapping, dsn: str, run_id: int, streams: list[str], opts: RunOp
         raise DocshiftError(f"stream {failure[1]!r} failed:\n{failure[2]}")
 
 
-def _largest_first(m: Mapping, dsn: str, streams: list[str]) -> list[str]:
-    from docshift.sources import open_source
-
-    src = open_source(m.source, dsn)
-    try:
-        sizes = {s: src.stream(s).estimate_count() or 0 for s in streams}
-    finally:
-        src.close()
-    return sorted(streams, key=lambda s: -sizes[s])
-
-
 def _summarize(conn: psycopg.Connection, m: Mapping, run_id: int, started: float,
                already: bool = False) -> RunResult:
     from docshift.run.status import table_rows
 
     res = RunResult(run_id, already_complete=already)
-    cps = conn.execute("SELECT stream, docs_read, seconds FROM docshift.checkpoints "
-                       "WHERE run_id = %s", (run_id,)).fetchall()
-    docs = {s: (n, sec) for s, n, sec in cps}
+    cps = conn.execute("SELECT source_stream, sum(docs_read), max(seconds) "
+                       "FROM docshift.checkpoints WHERE run_id = %s GROUP BY 1",
+                       (run_id,)).fetchall()
+    docs = {s: (int(n), sec) for s, n, sec in cps}
     rejects = dict(conn.execute(
         "SELECT coalesce(table_name, source), count(*) FROM docshift.rejects WHERE run_id = %s "
         "GROUP BY 1", (run_id,)).fetchall())

@@ -16,7 +16,7 @@ import psycopg
 from docshift.sources import open_source
 from docshift.spec.model import Mapping
 from docshift.target.load import load_batch, table_copies
-from docshift.target.state import load_checkpoint, save_checkpoint, set_estimate
+from docshift.target.state import Unit, load_checkpoint, save_checkpoint, set_estimate
 from docshift.transform.convert import install_json_dumps
 from docshift.transform.rows import compile_streams
 
@@ -37,11 +37,12 @@ class Progress:
 Report = Callable[[Progress], None]
 
 
-def run_stream(m: Mapping, dsn: str, run_id: int, stream: str, batch_size: int,
-               should_stop: Callable[[], bool], report: Report) -> bool:
-    """Load ``stream`` from its checkpoint to its end; False if stopped before the end."""
+def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
+             should_stop: Callable[[], bool], report: Report) -> bool:
+    """Load ``unit`` from its checkpoint to its end; False if stopped before the end."""
     install_json_dumps()
-    plan = compile_streams(m)[stream]
+    stream = unit.name
+    plan = compile_streams(m)[unit.source_stream]
     copies = table_copies(m, plan)
     source = open_source(m.source, dsn)
     try:
@@ -50,35 +51,51 @@ def run_stream(m: Mapping, dsn: str, run_id: int, stream: str, batch_size: int,
             if cp.done:
                 report(Progress(stream, "done"))
                 return True
-            s = source.stream(stream)
-            estimate = s.estimate_count()
+            s = source.stream(unit.source_stream)
+            estimate = s.estimate_count() if unit.start is None and unit.end is None else (
+                unit_estimate(s, unit))
             set_estimate(conn, run_id, stream, estimate)
             report(Progress(stream, "start", docs=cp.docs_read, estimate=estimate,
                             rows=dict(cp.rows_written or {}), rejected=cp.docs_rejected))
             batch = []
             started = time.perf_counter()
-            for sdoc in s.read(after=cp.position):
+            after = cp.position if cp.position is not None else unit.start
+            end = unit.end
+            for sdoc in s.read(after=after):
                 batch.append((sdoc, plan.build(sdoc)))
-                if len(batch) >= batch_size:
-                    _flush(conn, m, run_id, stream, batch, copies, cp, started, report)
+                last = end is not None and sdoc.position == end
+                if len(batch) >= batch_size or last:
+                    # the unit's last batch also marks it done, in the same transaction
+                    cp.done = last
+                    _flush(conn, m, run_id, unit, batch, copies, cp, started, report)
                     batch = []
                     started = time.perf_counter()
+                    if last:
+                        break
                     if should_stop():
                         report(Progress(stream, "stopped"))
                         return False
-            if batch:
-                _flush(conn, m, run_id, stream, batch, copies, cp, started, report)
             cp.done = True
-            save_checkpoint(conn, run_id, cp)
+            if batch:
+                _flush(conn, m, run_id, unit, batch, copies, cp, started, report)
+            else:
+                save_checkpoint(conn, run_id, cp)
             report(Progress(stream, "done"))
             return True
     finally:
         source.close()
 
 
-def _flush(conn: psycopg.Connection, m: Mapping, run_id: int, stream: str, batch: list,
+def unit_estimate(s: object, unit: Unit) -> int | None:
+    """Documents in a key range, when the stream can say; else None."""
+    count = getattr(s, "count_between", None)
+    return count(unit.start, unit.end) if count else None
+
+
+def _flush(conn: psycopg.Connection, m: Mapping, run_id: int, unit: Unit, batch: list,
            copies: dict, cp, started: float, report: Report) -> None:
-    result = load_batch(conn, run_id, stream, batch, copies, cp,
+    source_stream, stream = unit.source_stream, unit.name
+    result = load_batch(conn, run_id, source_stream, batch, copies, cp,
                         time.perf_counter() - started)
     report(Progress(stream, "batch", docs=len(batch), rows=result.rows,
                     rejected=result.rejected, reject_classes=result.reject_classes))

@@ -38,7 +38,10 @@ CREATE TABLE IF NOT EXISTS docshift.runs (
 );
 CREATE TABLE IF NOT EXISTS docshift.checkpoints (
     run_id        bigint NOT NULL REFERENCES docshift.runs ON DELETE CASCADE,
-    stream        text NOT NULL,
+    stream        text NOT NULL,  -- a work unit: a source stream, or a key range of one
+    source_stream text NOT NULL,
+    unit_start    text,           -- the unit reads after this position (NULL: the start)
+    unit_end      text,           -- up to and including this one (NULL: the end)
     position      text,
     docs_read     bigint NOT NULL DEFAULT 0,
     docs_rejected bigint NOT NULL DEFAULT 0,
@@ -142,7 +145,7 @@ def set_run_status(conn: psycopg.Connection, run_id: int, status: str) -> None:
 
 @dataclass
 class Checkpoint:
-    """Where one stream stands in one run."""
+    """Where one work unit (a stream, or a key range of one) stands in one run."""
 
     stream: str
     position: str | None = None
@@ -153,16 +156,40 @@ class Checkpoint:
     seconds: float = 0.0
 
 
-def load_checkpoint(conn: psycopg.Connection, run_id: int, stream: str) -> Checkpoint:
+@dataclass(frozen=True)
+class Unit:
+    """A piece of work: documents of ``source_stream`` after ``start`` up to ``end``."""
+
+    name: str
+    source_stream: str
+    start: str | None = None
+    end: str | None = None
+
+
+def add_units(conn: psycopg.Connection, run_id: int, units: list[Unit]) -> None:
+    """Register the run's work units (once, when the run starts)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO docshift.checkpoints (run_id, stream, source_stream, unit_start, "
+            "unit_end) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(run_id, u.name, u.source_stream, u.start, u.end) for u in units])
+
+
+def units(conn: psycopg.Connection, run_id: int) -> list[Unit]:
+    """The run's work units, in the order they were registered."""
+    return [Unit(*r) for r in conn.execute(
+        "SELECT stream, source_stream, unit_start, unit_end FROM docshift.checkpoints "
+        "WHERE run_id = %s ORDER BY ctid", (run_id,))]
+
+
+def load_checkpoint(conn: psycopg.Connection, run_id: int, unit: str) -> Checkpoint:
     row = conn.execute(
         "SELECT position, docs_read, docs_rejected, rows_written, done, seconds "
         "FROM docshift.checkpoints WHERE run_id = %s AND stream = %s",
-        (run_id, stream)).fetchone()
+        (run_id, unit)).fetchone()
     if row is None:
-        conn.execute("INSERT INTO docshift.checkpoints (run_id, stream) VALUES (%s, %s) "
-                     "ON CONFLICT DO NOTHING", (run_id, stream))
-        return Checkpoint(stream, rows_written={})
-    return Checkpoint(stream, row[0], row[1], row[2], dict(row[3]), row[4], row[5])
+        raise KeyError(unit)
+    return Checkpoint(unit, row[0], row[1], row[2], dict(row[3]), row[4], row[5])
 
 
 def save_checkpoint(conn: psycopg.Connection, run_id: int, cp: Checkpoint) -> None:
