@@ -128,6 +128,11 @@ CASES = [
                       "      email: {type: text, on_orphan: 'null'}\n"), 17,
                  ["column 'email': 'on_orphan' only applies to a column with 'references'"],
                  id="on-orphan-without-references"),
+    pytest.param(edit(MONGO, "from: account, references: accounts}",
+                      "from: account, references: accounts, nullable: false, on_orphan: 'null'}"),
+                 18, ["column 'account_id': its 'on_orphan' is 'null', but the column cannot be "
+                      "NULL (it has 'nullable: false')", "'on_orphan: reject'"],
+                 id="null-orphans-in-not-null-column"),
     # keys and indexes
     pytest.param(edit(MONGO, "    from: crm_Contacts\n    primary_key: id\n",
                       "    from: crm_Contacts\n    primary_key:\n      - id\n      - uid\n"), 16,

@@ -11,7 +11,7 @@ import gzip
 import io
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -301,10 +301,8 @@ class KvPostgresWriter:
 
     def abort(self) -> None:
         """Give up: nothing is committed."""
-        try:
+        with suppress(Exception):
             self._copy_cm.__exit__(RuntimeError, RuntimeError("aborted"), None)
-        except Exception:
-            pass
         self.conn.rollback()
         self.conn.close()
 

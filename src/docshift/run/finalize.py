@@ -60,22 +60,32 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int,
                 detail = {}
             mark_step(conn, run_id, name, detail)
 
-    for t in order:
-        for keycols in _unique_keys(conn, m, t):
-            step(f"dedupe:{t}:{','.join(keycols)}",
-                 lambda t=t, k=keycols: _dedupe(conn, m, run_id, t, k, rep, sources[t]))
-    if not existing:
+    if existing:
         for t in order:
+            for keycols in _unique_keys(conn, m, t):
+                step(f"dedupe:{t}:{','.join(keycols)}",
+                     lambda t=t, k=keycols: _dedupe(conn, m, run_id, t, k, rep, sources[t]))
+            for c in all_cons[t]:
+                if c.kind == "foreign_key":
+                    step(f"orphans:{c.name}",
+                         lambda c=c: _orphans(conn, m, run_id, c, rep, sources[c.table]))
+    else:
+        for t in order:
+            keyed = {c.columns for c in all_cons[t] if c.kind in ("primary_key", "unique")}
             for c in all_cons[t]:
                 if c.kind in ("primary_key", "unique"):
-                    step(f"add:{c.name}", lambda c=c: _execute(conn, c))
-    for t in order:
-        for c in all_cons[t]:
-            if c.kind == "foreign_key":
-                step(f"orphans:{c.name}",
-                     lambda c=c: _orphans(conn, m, run_id, c, rep, sources[c.table]))
-                if not existing:
-                    step(f"add:{c.name}", lambda c=c: _execute(conn, c))
+                    step(f"add:{c.name}",
+                         lambda c=c: _add_key(conn, m, run_id, c, rep, sources[c.table]))
+            # unique indexes: resolve duplicates before the index build
+            for keycols in m.tables[t].unique_keys():
+                if tuple(keycols) not in keyed:
+                    step(f"dedupe:{t}:{','.join(keycols)}",
+                         lambda t=t, k=keycols: _dedupe(conn, m, run_id, t, k, rep, sources[t]))
+        for t in order:
+            for c in all_cons[t]:
+                if c.kind == "foreign_key":
+                    step(f"add:{c.name}",
+                         lambda c=c: _add_foreign_key(conn, m, run_id, c, rep, sources[c.table]))
     for t in order:
         for c in all_cons[t]:
             if c.kind == "check" and not existing:
@@ -107,6 +117,41 @@ def _unique_keys(conn: psycopg.Connection, m: Mapping, t: str) -> list[list[str]
 
 def _execute(conn: psycopg.Connection, c: Constraint) -> None:
     conn.execute(c.statement)
+
+
+def _add_key(conn: psycopg.Connection, m: Mapping, run_id: int, c: Constraint,
+             rep: FinalizeReport, source: str) -> dict[str, Any]:
+    """Add a primary/unique key, resolving duplicates first when there are any.
+
+    Under ``reject`` duplicates are the exception, so the key is simply tried: its index
+    build is the cheapest duplicate check there is. ``keep_first`` tables (junctions fed
+    from both sides) expect duplicates and resolve them first.
+    """
+    if m.tables[c.table].on_duplicate == "reject":
+        try:
+            with conn.transaction():
+                conn.execute(c.statement)
+            return {}
+        except psycopg.errors.UniqueViolation:
+            pass
+    detail = _dedupe(conn, m, run_id, c.table, list(c.columns), rep, source)
+    conn.execute(c.statement)
+    return detail
+
+
+def _add_foreign_key(conn: psycopg.Connection, m: Mapping, run_id: int, c: Constraint,
+                     rep: FinalizeReport, source: str) -> dict[str, Any]:
+    """Add a foreign key; orphans are resolved by policy only if the plain add fails."""
+    if c.on_orphan != "keep":
+        try:
+            with conn.transaction():
+                conn.execute(c.statement)
+            return {}
+        except psycopg.errors.ForeignKeyViolation:
+            pass
+    detail = _orphans(conn, m, run_id, c, rep, source)
+    conn.execute(c.statement)
+    return detail
 
 
 def _dedupe(conn: psycopg.Connection, m: Mapping, run_id: int, t: str, keycols: list[str],

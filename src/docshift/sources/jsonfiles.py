@@ -15,6 +15,7 @@ transparently; offsets are then offsets into the uncompressed text.
 from __future__ import annotations
 
 import gzip
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +76,12 @@ def _raw_id_key(raw: bytes) -> str | None:
     return value.decode("utf-8", "replace")
 
 
+def _parse_problem(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc}"
+    return f"invalid Extended JSON value: {exc}"
+
+
 def _describe(value: Any) -> str:
     names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null",
              int: "a number", float: "a number"}
@@ -93,7 +100,7 @@ class JsonStream:
         try:
             if self.compressed:
                 return gzip.GzipFile(self.path, "rb")
-            return open(self.path, "rb", buffering=CHUNK_BYTES)  # noqa: SIM115
+            return open(self.path, "rb", buffering=1 << 20)  # noqa: SIM115
         except OSError as exc:
             raise SourceError(
                 f"cannot open {self.path}: {exc.strerror or exc}",
@@ -219,7 +226,7 @@ class JsonStream:
             try:
                 doc = ejson_loads(data)
             except _PARSE_ERRORS as exc:
-                problem = f"invalid JSON: {exc}"
+                problem = _parse_problem(exc)
                 doc = None
             else:
                 problem = None if type(doc) is dict else f"{_describe(doc)}, not a document"
@@ -297,7 +304,7 @@ class JsonStream:
                     try:
                         doc = ejson_loads(data)
                     except _PARSE_ERRORS as exc:
-                        problem = f"invalid JSON: {exc}"
+                        problem = _parse_problem(exc)
                     else:
                         problem = None if type(doc) is dict else f"{_describe(doc)}, not a document"
                 else:

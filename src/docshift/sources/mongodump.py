@@ -146,8 +146,15 @@ class MongodumpStream:
         """Yield the documents in file order, starting after byte offset ``after``."""
         offset = _parse_offset(self.path, after)
         with _open(self.path) as f:
-            self._seek(f, offset)
-            yield from self._read_from(f, offset)
+            try:
+                self._seek(f, offset)
+                yield from self._read_from(f, offset)
+            except (OSError, EOFError) as exc:
+                raise SourceError(
+                    f"cannot read {self.path}: {exc}",
+                    hint="the file is damaged (for .bson.gz: not gzip, or cut short); "
+                    "re-create the dump",
+                ) from exc
 
     def _seek(self, f: IO[bytes], offset: int) -> None:
         if offset == 0:
@@ -372,14 +379,15 @@ class MongodumpSource:
     @staticmethod
     def _find_database(path: Path) -> tuple[Path, dict[str, Path]]:
         files = _collection_files(path)
-        if files:
-            return path, files
         databases: dict[Path, dict[str, Path]] = {}
         for sub in sorted(p for p in path.iterdir() if p.is_dir()):
             sub_files = _collection_files(sub)
             # Folders with only system collections (admin, config) are not candidates.
             if any(not _is_system(stem) for stem in sub_files):
                 databases[sub] = sub_files
+        # `mongodump --oplog` writes oplog.bson next to the database folders.
+        if files and not (databases and set(files) == {"oplog"}):
+            return path, files
         if len(databases) == 1:
             return next(iter(databases.items()))
         if not databases:

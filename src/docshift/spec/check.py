@@ -218,8 +218,16 @@ def _check_column(m: Mapping, tname: str, table: TableSpec, cname: str,
                 f"the field with 'from: {cname}'")
     if col.on_orphan is not None and col.references is None:
         problem("on_orphan", "'on_orphan' only applies to a column with 'references'")
-    if col.nullable and cname in (table.primary_key or []):
+    in_pk = cname in (table.primary_key or [])
+    if col.nullable and in_pk:
         problem("nullable", "a primary key column cannot be nullable; remove 'nullable: true'")
+    if col.references and (col.on_orphan or m.options.on_orphan) == "null" and (
+            in_pk or col.nullable is False):
+        why = "it is part of the primary key" if in_pk else "it has 'nullable: false'"
+        origin = "its 'on_orphan'" if col.on_orphan else "options.on_orphan"
+        problem("on_orphan" if col.on_orphan else "references",
+                f"{origin} is 'null', but the column cannot be NULL ({why}); set "
+                "'on_orphan: reject' or 'on_orphan: keep' on this column")
     if col.type is None:
         if col.references:
             # the column takes the referenced column's type

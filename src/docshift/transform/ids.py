@@ -127,7 +127,7 @@ def to_uuid(value: Any) -> uuid.UUID:
     if t is str:
         n = len(value)
         if n == 36 and _UUID_TEXT.fullmatch(value):
-            return uuid.UUID(value)
+            return _uuid_from_int(int(value.replace("-", ""), 16))
         if n == 24 and _HEX24.fullmatch(value):
             return objectid_to_uuid(ObjectId(value))
         if n == 0:
