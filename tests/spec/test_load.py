@@ -175,8 +175,9 @@ SHAPE_CASES = [
                  ["table 'accounts': the name 'on' is read as the boolean true, not as text: "
                   "quote it"],
                  id="yaml-boolean-name"),
-    pytest.param(edit(MONGO, "      email: text\n", "      email: text\n      email: varchar(80)\n"),
-                 18, ["table 'contacts': 'email' is given twice (lines 17 and 18)"],
+    pytest.param(edit(MONGO, "      email: text\n",
+                      "      email: text\n      email: varchar(80)\n"), 18,
+                 ["table 'contacts': 'email' is given twice (lines 17 and 18)"],
                  id="duplicate-column"),
     pytest.param(MONGO + "path: ./dump\n", 19,
                  ["unknown key 'path'", "goes under 'source:'"], id="top-level-path"),

@@ -320,7 +320,7 @@ def _kind_of(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     if value is None:
-        return "nothing"
+        return "an empty value"
     if isinstance(value, (int, float)):
         return f"the number {value}"
     return repr(value)
@@ -343,7 +343,7 @@ def _describe(filename: str, err: Any, lines: Lines, words: dict[Loc, str]
         # a name YAML did not read as text: ``on:`` is True, ``1:`` is 1
         where = _label(loc[:-2])[0]
         word = words.get(loc[:-1], _yaml_word(value))
-        text = (f"the name {word!r} is read as {_kind_of(value)}, not as text: "
+        text = (f"the key {word!r} is read as {_kind_of(value)}, not as text: "
                 "quote it (YAML reads yes/no/on/off/true/false as booleans and bare numbers "
                 "as numbers)")
         return _at(filename, lines, loc[:-1], where, text)
@@ -357,9 +357,7 @@ def _describe(filename: str, err: Any, lines: Lines, words: dict[Loc, str]
                 f"{_suggest(value, options)}")
     elif etype == "string_type":
         text = f"{name or 'the value'} should be text, not {_kind_of(value)}"
-        if setting == "keys" and isinstance(value, dict):
-            text += "; quote key patterns: keys: ['client:{env}:{id}']"
-        elif isinstance(value, dict) and kind == "feed_column":
+        if isinstance(value, dict) and kind == "feed_column":
             text += "; a feed's 'columns' maps a column name to a source path"
     elif etype in ("bool_type", "bool_parsing"):
         text = f"{name} should be true or false, not {_kind_of(value)}"
@@ -367,6 +365,9 @@ def _describe(filename: str, err: Any, lines: Lines, words: dict[Loc, str]
         text = f"{name} should be a whole number, not {_kind_of(value)}"
     elif etype in ("dict_type", "model_type", "model_attributes_type"):
         text = _not_a_block(kind, setting, value)
+    elif etype == "list_type" and setting == "feeds":
+        text = (f"'feeds' should be a list of feeds, each starting with '- from:' or "
+                f"'- keys:', not {_kind_of(value)}")
     elif etype == "list_type":
         text = f"{name} should be a list, e.g. [a, b], not {_kind_of(value)}"
     elif etype == "too_short" and setting == "tables":
@@ -376,6 +377,8 @@ def _describe(filename: str, err: Any, lines: Lines, words: dict[Loc, str]
     else:
         msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         text = f"{name}: {msg}" if name and etype != "value_error" else msg
+    if setting == "keys" and isinstance(value, dict):
+        text += "; quote key patterns: keys: 'client:{env}:{id}'"
     return _at(filename, lines, loc, where, text)
 
 
@@ -389,6 +392,9 @@ def _not_a_block(kind: str, setting: str | None, value: Any) -> str:
     if kind == "table" and setting == "columns":
         return (f"'columns' maps each column name to its type or settings, e.g. "
                 f"columns: {{id: uuid, email: text}}, not {_kind_of(value)}")
+    if setting == "where":
+        return (f"'where' should be a block of 'field: value' filters, e.g. "
+                f"where: {{env: production}}, not {_kind_of(value)}")
     if kind == "top" and setting == "tables":
         return (f"'tables' maps each table name to its settings, e.g. "
                 f"tables: {{users: {{from: Users, columns: {{...}}}}}}, not {_kind_of(value)}")
