@@ -99,6 +99,9 @@ def run(
                                                    )] = None,
     summary: Annotated[Path | None, typer.Option("--summary", help="Write the run summary "
                                                  "as JSON here.")] = None,
+    split_min_docs: Annotated[int | None, typer.Option(
+        "--split-min-docs", min=2, help="With several workers, split streams of at least this "
+        "many documents into key ranges (default 50000).")] = None,
 ) -> None:
     """Migrate (or resume migrating) the source into the target."""
     from docshift.report.console import RichUI, summary_table
@@ -114,7 +117,7 @@ def run(
         d = target_dsn(m, dsn)
         tables_of = {s: p.tables for s, p in compile_streams(m).items()}
         opts = RunOptions(workers=workers, batch_size=batch_size, restart=restart,
-                          max_errors=max_errors)
+                          max_errors=max_errors, split_min_docs=split_min_docs)
         with RichUI(console, tables_of) as ui:
             res = migrate(m, d, opts, ui)
         console.print(summary_table(res))

@@ -52,6 +52,7 @@ class RunOptions:
     batch_size: int = 5000
     restart: bool = False
     max_errors: int | None = None
+    split_min_docs: int | None = None
 
 
 @dataclass
@@ -172,7 +173,8 @@ def plan_units(m: Mapping, dsn: str, opts: RunOptions) -> list[Unit]:
             stream = src.stream(name)
             n = stream.estimate_count() or 0
             split = getattr(stream, "split", None)
-            if opts.workers > 1 and split is not None and n >= SPLIT_MIN_DOCS:
+            split_min = opts.split_min_docs or SPLIT_MIN_DOCS
+            if opts.workers > 1 and split is not None and n >= split_min:
                 bounds = [None, *split(opts.workers), None]
                 parts = [Unit(f"{name}#{i + 1}", name, bounds[i], bounds[i + 1])
                          for i in range(len(bounds) - 1)]
