@@ -194,6 +194,7 @@ class StreamPlan:
             out.rejection = Rejection(None, "unreadable", doc.reason)
             return out
         matched: list[int] = []
+        filtered = False
         cache: dict[Any, Any] = {}
         try:
             for i, feed in enumerate(self.feeds):
@@ -208,6 +209,7 @@ class StreamPlan:
                         continue
                 if feed.where and not _passes(feed, (doc, sdoc.key, captures, None, 0, None,
                                                      cache)):
+                    filtered = True  # the key belongs to this table but is filtered out
                     continue
                 matched.append(i)
                 rows = out.rows.setdefault(feed.table, [])
@@ -220,7 +222,8 @@ class StreamPlan:
         if not matched:
             # a key-value key that no table takes and no ignore pattern names is "unmatched":
             # counted and listed, never dropped silently
-            out.matched = not self.kv or any(p.match(sdoc.key) for p in self.ignore_patterns)
+            out.matched = (not self.kv or filtered
+                           or any(p.match(sdoc.key) for p in self.ignore_patterns))
             return out
         if self.report_unmapped or any(self.feeds[i].extra for i in matched):
             key = tuple(matched)
