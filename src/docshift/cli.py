@@ -23,8 +23,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUARANTINED, EXIT_INTERRUPTED = 0, 1, 2, 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
                   help="Move MongoDB or key-value data into normalized PostgreSQL, resumably.")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 Config = Annotated[Path, typer.Option("-c", "--config", help="Mapping file.")]
 Dsn = Annotated[str | None, typer.Option("--dsn", help="Target DSN (overrides the mapping "
@@ -45,9 +45,10 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except MappingError as exc:
-        err.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False)
+        err.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False,
+                  soft_wrap=True)
         if exc.hint:
-            err.print(f"hint: {exc.hint}", highlight=False)
+            err.print(f"hint: {exc.hint}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     except Interrupted as exc:
         err.print(f"[yellow]{exc.message}[/]")
@@ -80,7 +81,7 @@ def plan(config: Config = DEFAULT_CONFIG) -> None:
     from docshift.run.plan import render_plan
 
     with _errors():
-        console.print(render_plan(_mapping(config)), highlight=False, markup=False)
+        typer.echo(render_plan(_mapping(config)), nl=False)
 
 
 @app.command()

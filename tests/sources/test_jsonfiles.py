@@ -282,13 +282,17 @@ def test_array_scanner_handles_any_chunking(
 
 
 def test_array_with_non_document_and_invalid_elements(tmp_path: Path) -> None:
-    text = '[\n  {"_id": 1},\n  42,\n  {"_id": {"$oid": "65f0a1b2c3d4e5f601234567"}, "x": tru},\n  ,\n  {"_id": 5}\n]'
+    text = (
+        '[\n  {"_id": 1},\n  42,\n  {"_id": {"$oid": "65f0a1b2c3d4e5f601234567"}, "x": tru},'
+        '\n  ,\n  {"_id": 5}\n]'
+    )
     write(tmp_path / "c.json", text)
     docs = read_all(tmp_path, "c")
     assert [d.key for d in docs] == ["1", "c#2", "65f0a1b2c3d4e5f601234567", "c#4", "5"]
     assert [d.position for d in docs] == ["0", "1", "2", "3", "4"]
     bad = [d.doc for d in docs if isinstance(d.doc, UnreadableDocument)]
-    assert [b.reason.split(": ", 1)[0] for b in bad] == [f"{tmp_path / 'c.json'}:{n}" for n in (3, 4, 5)]
+    where = [b.reason.split(": ", 1)[0] for b in bad]
+    assert where == [f"{tmp_path / 'c.json'}:{n}" for n in (3, 4, 5)]
     assert "a number, not a document" in bad[0].reason
     assert "invalid JSON" in bad[1].reason and '"x": tru' in bad[1].raw
     assert "empty element" in bad[2].reason

@@ -294,7 +294,8 @@ def test_truncated_tail_raises_after_the_complete_documents(tmp_path: Path, file
 def test_impossible_length_raises(tmp_path: Path, length: int) -> None:
     write_bson(tmp_path / "db" / "c.bson", [{"_id": 1}], raw=struct.pack("<i", length) + b"\0" * 8)
     stream = MongodumpSource(tmp_path / "db").stream("c")
-    with pytest.raises(SourceError, match=rf"invalid BSON document length {length} at byte offset 14"):
+    message = rf"invalid BSON document length {length} at byte offset 14"
+    with pytest.raises(SourceError, match=message):
         list(stream.read())
     assert stream.estimate_count() is None
 

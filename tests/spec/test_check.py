@@ -267,3 +267,15 @@ def test_patterns() -> None:
     assert rx.match("clients:client-001") is None
     assert pattern_regex("order:{n:[0-9]+}").match("order:12x") is None
     assert pattern_regex("session:*").match("session:abc:def")
+
+
+def test_check_mapping_returns_sentences_and_find_problems_their_places() -> None:
+    from docshift.spec.check import check_mapping, find_problems
+
+    m = parse_mapping(MONGO, "m.yaml")
+    assert check_mapping(m) == [] and find_problems(m) == []
+    m.tables["contacts"].columns["email"].type = "strng"
+    [problem] = find_problems(m)
+    assert problem.loc == ("tables", "contacts", "columns", "email", "type")
+    assert check_mapping(m) == [problem.message]
+    assert problem.message.startswith("table 'contacts', column 'email': unknown type 'strng'")

@@ -172,13 +172,25 @@ SHAPE_CASES = [
                  id="index-without-columns"),
     # YAML traps
     pytest.param(edit(MONGO, "      name: text\n", "      name: text\n      on: boolean\n"), 12,
-                 ["table 'accounts': the name 'on' is read as the boolean true, not as text: "
+                 ["table 'accounts': the key 'on' is read as the boolean true, not as text: "
                   "quote it"],
                  id="yaml-boolean-name"),
     pytest.param(edit(MONGO, "      email: text\n",
                       "      email: text\n      email: varchar(80)\n"), 18,
                  ["table 'contacts': 'email' is given twice (lines 17 and 18)"],
                  id="duplicate-column"),
+    pytest.param(edit(MONGO, "email: text", "email: {type: text, map: {1: one}}"), 17,
+                 ["column 'email': the key '1' is read as the number 1, not as text"],
+                 id="yaml-number-map-key"),
+    pytest.param(edit(MONGO, "    from: crm_Contacts\n", "    keys: {id}\n"), 13,
+                 ["table 'contacts': 'keys' should be a list", "quote key patterns"],
+                 id="unquoted-key-pattern"),
+    pytest.param(edit(MONGO, "    from: crm_Contacts\n",
+                      "    from: crm_Contacts\n    where: active\n"), 14,
+                 ["table 'contacts': 'where' should be a block of 'field: value' filters"],
+                 id="where-is-a-word"),
+    pytest.param(edit(MONGO, "    from: crm_Contacts\n", "    feeds: {from: crm_Contacts}\n"), 13,
+                 ["table 'contacts': 'feeds' should be a list of feeds"], id="feeds-is-a-block"),
     pytest.param(MONGO + "path: ./dump\n", 19,
                  ["unknown key 'path'", "goes under 'source:'"], id="top-level-path"),
 ]

@@ -131,7 +131,7 @@ EDGE_VARIANTS = ("nulls", "missing", "empty_arrays", "unicode_emoji", "unicode_r
 documents take every enum value in turn."""
 EDGE_RESERVED = 1 + len(EDGE_VARIANTS) + ENUM_MAX
 _ISOLATED = frozenset({"nulls", "missing", "empty_arrays"})
-_TEXT_VARIANTS = {"unicode_emoji": EMOJI_TEXT, "unicode_rtl": RTL_TEXT,
+TEXT_VARIANTS = {"unicode_emoji": EMOJI_TEXT, "unicode_rtl": RTL_TEXT,
                   "unicode_combining": COMBINING_TEXT, "unicode_mixed": MIXED_TEXT,
                   "special_chars": SPECIAL_TEXT}
 INT32_MAX = 2**31 - 1
@@ -151,7 +151,8 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-def _strip(doc: dict[str, Any]) -> dict[str, Any]:
+def strip_missing(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without the fields marked MISSING."""
     return {k: v for k, v in doc.items() if v is not MISSING}
 
 
@@ -350,7 +351,7 @@ class Context:
 
     def text(self, variant: str | None, normal: str) -> str:
         """``normal``, or the edge-case text of ``variant``."""
-        return _TEXT_VARIANTS.get(variant or "", normal)
+        return TEXT_VARIANTS.get(variant or "", normal)
 
     def long(self, variant: str | None, normal: str) -> str:
         """``normal``, or 1 MiB of text for the ``long_text`` variant."""
@@ -558,7 +559,7 @@ def _free_json(c: Context, rng: random.Random, v: str | None) -> dict[str, Any]:
     if rng.random() < 0.3:
         out["extra"] = {"verified": rng.random() < 0.5, "scores": [rng.randrange(100)
                                                                    for _ in range(3)]}
-    if v in _TEXT_VARIANTS:
+    if v in TEXT_VARIANTS:
         out["clé spéciale"] = c.text(v, "")
         out["key.with.dots"] = True
     return out
@@ -581,7 +582,7 @@ def _contacts(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[di
         "createdBy": c.ref("Users", rng),
         "created_on": c.date(rng, v),
         "updatedAt": c.opt(rng, c.date(rng, v), v),
-        "first_name": c.opt(rng, c.text(v, first), v) if v not in _TEXT_VARIANTS
+        "first_name": c.opt(rng, c.text(v, first), v) if v not in TEXT_VARIANTS
         else c.text(v, first),
         "last_name": c.text(v, last) if v != "special_chars" else "O'Brien-\"Smith\"",
         "email": c.opt(rng, f"{first}.{last}.c{k}@{rng.choice(p.domain)}".lower(), v),
@@ -594,7 +595,7 @@ def _contacts(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[di
         "type": c.enum(rng, k, CONTACT_TYPES),
         "birthday": c.opt(rng, birthday, v) if v not in ("min_date", "max_date") else birthday,
         "tags": c.array(v, rng.sample(p.word, rng.randrange(5))
-                        + ([c.text(v, "")] if v in _TEXT_VARIANTS else [])),
+                        + ([c.text(v, "")] if v in TEXT_VARIANTS else [])),
         "notes": c.array(v, [rng.choice(p.sentence) for _ in range(rng.randrange(4))]),
         "social": c.opt(rng, _free_json(c, rng, v), v),
         "description": c.opt(rng, rng.choice(p.paragraph), v) if v != "long_text"
@@ -638,7 +639,7 @@ def _opportunities(c: Context, k: int, rng: random.Random,
                    v: str | None) -> tuple[dict, Rows]:
     p = c.pools
     tags = rng.sample(p.word, rng.randrange(5))
-    if v in _TEXT_VARIANTS:
+    if v in TEXT_VARIANTS:
         tags.append(c.text(v, ""))
     contacts = c.refs("crm_Contacts", rng, 3)
     stored_tags = c.array(v, tags)
@@ -1136,7 +1137,7 @@ def _write_all(c: Context, sink: DatasetSink) -> None:
         with sink.collection(coll, INDEXES.get(coll, [])) as w:
             for k in range(c.counts[coll]):
                 doc, rows = build(c, k, rng, c.variant(k))
-                doc = _strip(doc)
+                doc = strip_missing(doc)
                 kind = plan.defect(k)
                 if kind is None:
                     for t, n in rows.items():

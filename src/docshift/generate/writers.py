@@ -288,6 +288,11 @@ class KvPostgresWriter:
         self._copy.set_types(["text", "jsonb", "timestamptz", "timestamptz"])
 
     def put(self, key: str, value: Any, created_at: datetime, updated_at: datetime) -> None:
+        if value is None:
+            # a JSON null, not an SQL NULL
+            from psycopg.types.json import Jsonb
+
+            value = Jsonb(None)
         self._copy.write_row((key, value, created_at, updated_at))
 
     def close(self) -> None:

@@ -25,6 +25,8 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 Loc = tuple[Any, ...]
 Lines = dict[Loc, int]
 
+REFERENCE_HINT = "Every key is described in docs/mapping.md; `docshift plan` re-checks the file."
+
 START_HINT = ("Write one with `docshift init` (a commented starter) or "
               "`docshift infer SOURCE -o docshift.yaml`, or point at it with -c.")
 
@@ -85,7 +87,7 @@ def parse_mapping(text: str, filename: str = "docshift.yaml") -> Mapping:
     return mapping
 
 
-def _error(filename: str, problems: list[tuple[int, str]], hint: str | None = None
+def _error(filename: str, problems: list[tuple[int, str]], hint: str = REFERENCE_HINT
            ) -> MappingError:
     lines = [text for _, text in sorted(problems, key=lambda p: p[0])]
     n = len(lines)
