@@ -138,3 +138,39 @@ def test_ctrl_c_stops_at_batch_boundary_exits_130_and_resumes(
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 3, out.decode()
     assert snapshot(dsn) == ref
+
+
+def test_dropped_connection_fails_cleanly_and_resumes(
+        tmp_path: Path, dump: Path, make_dsn: Callable[[], str]) -> None:
+    ref = reference(tmp_path, dump, make_dsn())
+    dsn = make_dsn()
+    mapping = write_mapping(tmp_path / "docshift.yaml", dump, dsn)
+    proc = docshift("run", "-c", str(mapping), "--batch-size", BATCH, dsn=dsn)
+    assert wait_until(lambda: progress(dsn)[0] >= 700, proc)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        killed = c.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'docshift' AND datname = current_database()"
+        ).fetchone()[0]
+    assert killed >= 1
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out.decode()
+    proc = docshift("run", "-c", str(mapping), "--batch-size", BATCH, dsn=dsn)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 3, out.decode()
+    assert snapshot(dsn) == ref
+
+
+def test_a_second_run_against_the_same_database_is_refused(
+        tmp_path: Path, dump: Path, dsn: str) -> None:
+    mapping = write_mapping(tmp_path / "docshift.yaml", dump, dsn)
+    with psycopg.connect(dsn, autocommit=True) as holder:
+        # hold the run lock as a running docshift does
+        holder.execute("SELECT pg_advisory_lock(hashtext('docshift.run'))")
+        second = docshift("run", "-c", str(mapping), dsn=dsn)
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode == 1
+        assert b"another docshift run is in progress" in out
+    first = docshift("run", "-c", str(mapping), "--batch-size", BATCH, dsn=dsn)
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 3, out.decode()

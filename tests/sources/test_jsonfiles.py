@@ -340,6 +340,27 @@ def test_bad_lines_are_unreadable_with_file_and_line(tmp_path: Path) -> None:
     assert tail[1].doc.reason.startswith(f"{path}:6:")
 
 
+def test_line_numbers_after_a_resume_count_from_the_file_start(tmp_path: Path) -> None:
+    write(tmp_path / "c.jsonl", '{"_id": 1}\n{"_id": 2}\n\n{"a": 3}\n{"_id": 4}\nbad\n')
+    path = tmp_path / "c.jsonl"
+    first = read_all(tmp_path, "c")
+    tail = read_all(tmp_path, "c", after=first[0].position)
+    assert [d.key for d in tail] == ["2", "c#3", "4", "c#5"]
+    assert tail[-1].doc.reason.startswith(f"{path}:6: invalid JSON")
+    assert JsonSource(tmp_path / "c.jsonl").stream_names() == ["c"]
+    write(tmp_path / "data.export.txt", '{"_id": 1}\n')
+    assert JsonSource(tmp_path / "data.export.txt").stream_names() == ["data.export"]
+
+
+def test_pretty_printed_export_is_refused_with_advice(tmp_path: Path) -> None:
+    write(tmp_path / "c.json", '{\n  "_id": 1\n}\n{\n  "_id": 2\n}\n')
+    with pytest.raises(SourceError, match="--pretty") as info:
+        read_all(tmp_path, "c")
+    assert "--jsonArray" in (info.value.hint or "")
+    write(tmp_path / "d.json", '[\n{\n  "_id": 1\n},\n{\n  "_id": 2\n}\n]\n')
+    assert [d.key for d in read_all(tmp_path, "d")] == ["1", "2"]
+
+
 def test_long_bad_line_is_truncated(tmp_path: Path) -> None:
     write(tmp_path / "c.jsonl", '{"_id": "k", "s": "' + "x" * 50_000 + "\n")
     (doc,) = read_all(tmp_path, "c")

@@ -24,6 +24,7 @@ from docshift.errors import DocshiftError, RunAborted
 from docshift.run.finalize import FinalizeReport, finalize
 from docshift.run.worker import Progress, run_unit
 from docshift.spec.model import Mapping
+from docshift.target.connect import connect
 from docshift.target.prepare import (
     empty_target,
     prepare_create,
@@ -105,8 +106,9 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None) -> Run
     """Run (or resume) the migration described by ``m`` into ``dsn``."""
     ui = ui or UI()
     started = time.perf_counter()
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         ensure_state(conn)
+        _lock_run(conn)
         if m.target.mode == "existing":
             resolve_existing_types(conn, m)
         h = mapping_hash(m)
@@ -147,6 +149,19 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None) -> Run
         result = _summarize(conn, m, run_id, started)
         result.finalize = rep
         return result
+
+
+RUN_LOCK = "docshift.run"
+"""Advisory lock held by the process that runs a migration: one run per database at a time."""
+
+
+def _lock_run(conn: psycopg.Connection) -> None:
+    # a session lock: released when this connection closes, also by a crash or kill -9
+    got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (RUN_LOCK,)).fetchone()
+    if not got or not got[0]:
+        raise DocshiftError(
+            "another docshift run is in progress against this database",
+            hint="Wait for it to finish, or stop it (Ctrl+C) and re-run to resume.")
 
 
 def _rejected_so_far(conn: psycopg.Connection, run_id: int) -> int:

@@ -16,6 +16,7 @@ import psycopg
 
 from docshift.sources import open_source
 from docshift.spec.model import Mapping
+from docshift.target.connect import connect
 from docshift.target.load import load_batch, table_copies
 from docshift.target.state import Unit, load_checkpoint, save_checkpoint, set_estimate
 from docshift.transform.convert import install_json_dumps
@@ -64,7 +65,7 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
     copies = table_copies(m, plan)
     source = open_source(m.source, dsn)
     try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with connect(dsn) as conn:
             cp = load_checkpoint(conn, run_id, stream)
             if cp.done:
                 report(Progress(stream, "done"))

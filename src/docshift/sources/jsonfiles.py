@@ -173,6 +173,14 @@ class JsonStream:
                 if kind == "array":
                     yield from self._read_array(f, start, self._parse_index(after))
                 else:
+                    f.seek(start)
+                    if f.readline().strip(_WHITESPACE) == b"{":
+                        raise SourceError(
+                            f"{self.path} holds documents spread over several lines "
+                            "(mongoexport --pretty); only one document per line, or a JSON "
+                            "array, can be streamed",
+                            hint="export again without --pretty (or with --jsonArray)",
+                        )
                     yield from self._read_lines(f, self._parse_offset(after))
             except (OSError, EOFError) as exc:
                 raise self._read_error(exc) from exc
@@ -213,6 +221,7 @@ class JsonStream:
                 )
         # Line numbers and ordinals before a resume point are only counted when a message or
         # a document without _id needs them.
+        start = offset
         base: tuple[int, int] | None = (0, 0) if offset == 0 else None
         lineno = 0
         ordinal = 0
@@ -235,12 +244,12 @@ class JsonStream:
                     key = id_to_key(doc["_id"])
                 else:
                     if base is None:
-                        base = self._lines_before(offset - len(line))
+                        base = self._lines_before(start)
                     key = f"{name}#{base[1] + ordinal}"
                 yield SourceDocument(key, doc, str(offset))
                 continue
             if base is None:
-                base = self._lines_before(offset - len(line))
+                base = self._lines_before(start)
             yield SourceDocument(
                 key=_raw_id_key(data) or f"{name}#{base[1] + ordinal}",
                 doc=UnreadableDocument(
@@ -419,7 +428,7 @@ class JsonSource:
         self.path = path
         self._streams: dict[str, JsonStream] = {}
         if path.is_file():
-            name = _stream_name(path.name) or path.name.split(".", 1)[0]
+            name = _stream_name(path.name) or path.name.removesuffix(".gz").rsplit(".", 1)[0]
             self._streams[name] = JsonStream(name, path)
             return
         if not path.is_dir():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from docshift.spec.model import Mapping
@@ -31,3 +32,14 @@ def redact(dsn: str) -> str:
     if params.get("password"):
         params["password"] = "***"
     return make_conninfo(**params)
+
+
+APPLICATION_NAME = "docshift"
+"""Shown in pg_stat_activity for every connection docshift opens to the target."""
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    """An autocommit connection to ``dsn``, named ``docshift`` unless the DSN names it."""
+    params = conninfo_to_dict(dsn)
+    params.setdefault("application_name", APPLICATION_NAME)
+    return psycopg.connect(make_conninfo(**params), autocommit=True)
