@@ -28,11 +28,13 @@ class RichUI(UI):
         self.tables_of = tables_of
         self.bars = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>9} docs/s"), TextColumn("{task.fields[rej]}"),
+            TextColumn("{task.fields[rate]:>8} docs/s"),
+            TextColumn("{task.fields[rows_rate]:>9} rows/s"), TextColumn("{task.fields[rej]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
             disable=not console.is_terminal)
         self.tasks: dict[str, TaskID] = {}
         self.rejected: dict[str, int] = {}
+        self.rows: dict[str, int] = {}
 
     def __enter__(self) -> RichUI:
         self.bars.start()
@@ -45,8 +47,9 @@ class RichUI(UI):
         if p.stream not in self.tasks:
             label = f"{p.stream} → {', '.join(self.tables_of.get(p.stream, []))}"
             self.tasks[p.stream] = self.bars.add_task(label, total=p.estimate, rate="",
-                                                      rej="")
+                                                      rows_rate="", rej="")
             self.rejected[p.stream] = 0
+            self.rows[p.stream] = 0
         tid = self.tasks[p.stream]
         if p.kind == "start":
             self.bars.update(tid, total=p.estimate, completed=p.docs)
@@ -54,13 +57,17 @@ class RichUI(UI):
         elif p.kind == "batch":
             self.bars.advance(tid, p.docs)
             self.rejected[p.stream] += p.rejected
+            self.rows[p.stream] += sum((p.rows or {}).values())
         elif p.kind == "done":
             task = self.bars.tasks[self.tasks[p.stream]]
             self.bars.update(tid, total=task.completed)
         task = self.bars.tasks[tid]
         speed = task.speed
+        elapsed = task.elapsed or 0
+        rows_rate = self.rows[p.stream] / elapsed if elapsed > 0 else 0
         n = self.rejected[p.stream]
         self.bars.update(tid, rate=f"{speed:,.0f}" if speed else "",
+                         rows_rate=f"{rows_rate:,.0f}" if rows_rate else "",
                          rej=f"[yellow]{n} quarantined[/]" if n else "")
 
     def step(self, name: str) -> None:
