@@ -171,17 +171,13 @@ class MongoWriter:
     """
 
     def __init__(self, uri: str, database: str, client: Any = None) -> None:
-        if client is None:
-            import pymongo
+        import pymongo
+        from pymongo.uri_parser import parse_uri
 
+        if client is None:
             client = pymongo.MongoClient(uri, tz_aware=True)
         self.client = client
-        try:
-            default = client.get_default_database()
-            name = default.name
-        except Exception:  # no database in the URI
-            name = database
-        self.db = client[name]
+        self.db = client[parse_uri(uri).get("database") or database]
 
     @contextmanager
     def collection(self, name: str, indexes: list[dict[str, Any]]) -> Iterator[_MongoBatch]:
