@@ -91,9 +91,10 @@ def test_mongodump_layout_decodes_and_matches_manifest(tmp_path: Path) -> None:
 
 
 def test_gzip_and_export_formats_hold_the_same_documents(tmp_path: Path) -> None:
-    generate_crm(str(tmp_path / "d"), scale=0.2, seed=4)
-    generate_crm(str(tmp_path / "g"), scale=0.2, seed=4, fmt="mongodump-gz")
-    m = generate_crm(str(tmp_path / "e"), scale=0.2, seed=4, fmt="mongoexport")
+    opts: dict[str, Any] = {"scale": 0.2, "seed": 4, "edge_cases": True}
+    generate_crm(str(tmp_path / "d"), **opts)
+    generate_crm(str(tmp_path / "g"), fmt="mongodump-gz", **opts)
+    m = generate_crm(str(tmp_path / "e"), fmt="mongoexport", **opts)
     plain, gz = read_dump(tmp_path / "d"), read_dump(tmp_path / "g")
     assert plain == gz
     assert (tmp_path / "g" / "crm" / "Users.metadata.json.gz").exists()

@@ -99,8 +99,9 @@ def test_sigkill_at_random_points_then_resume_gives_identical_tables(
     points = sorted(rng.sample(range(1, total), 3))
     kills = 0
     for target in [*points, None, None]:
+        # with two workers, both collections are also split into key ranges
         proc = docshift("run", "-c", str(mapping), "--batch-size", BATCH,
-                        "--workers", workers, dsn=dsn)
+                        "--workers", workers, "--split-min-docs", "500", dsn=dsn)
         if target is not None:
             hit = wait_until(lambda t=target: progress(dsn)[0] >= t, proc)
         else:

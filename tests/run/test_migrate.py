@@ -101,6 +101,19 @@ def test_small_batches_and_two_workers_give_the_same_rows(mapping: Path, conn) -
     assert counts(conn, list(want)) == want
 
 
+def test_large_streams_split_into_key_ranges_give_the_same_rows(mapping: Path, conn) -> None:
+    res = runner.invoke(app, ["run", "-c", str(mapping), "--batch-size", "4", "--workers", "2",
+                              "--split-min-docs", "10"])
+    assert res.exit_code == 3, res.output
+    units = [r[0] for r in conn.execute("SELECT stream FROM docshift.checkpoints")]
+    assert sorted(units) == ["Accounts#1", "Accounts#2", "Users#1", "Users#2"]
+    read = conn.execute("SELECT source_stream, sum(docs_read) FROM docshift.checkpoints "
+                        "GROUP BY 1 ORDER BY 1").fetchall()
+    assert read == [("Accounts", 31), ("Users", 44)]
+    want = expected_rows()
+    assert counts(conn, list(want)) == want
+
+
 def test_max_errors_aborts_with_exit_1(mapping: Path, conn) -> None:
     res = runner.invoke(app, ["run", "-c", str(mapping), "--max-errors", "0",
                               "--batch-size", "5"])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from docshift.errors import DocshiftError
 from docshift.sources import open_source
 from docshift.spec.model import Mapping
 from docshift.target.connect import connect
@@ -80,7 +81,17 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
             started = time.perf_counter()
             after = cp.position if cp.position is not None else unit.start
             end = unit.end
+            past = getattr(s, "past", None)
+            if end is not None and after is not None and past(after, end):
+                raise DocshiftError(f"work unit {stream}: checkpoint {after!r} lies beyond "
+                                    f"the unit's end {end!r}; the source changed",
+                                    hint="Re-run with --restart.")
             for sdoc in s.read(after=after):
+                if end is not None and past(sdoc.position, end):
+                    # the end document vanished from a live source: never read into the
+                    # next unit's range
+                    cp.done = True
+                    break
                 batch.append((sdoc, plan.build(sdoc)))
                 last = end is not None and sdoc.position == end
                 if len(batch) >= batch_size or last:

@@ -165,6 +165,34 @@ class JsonStream:
             return None
         return round(self.path.stat().st_size * count / used)
 
+    def split(self, parts: int) -> list[str]:
+        """Positions cutting a JSON Lines file into ``parts`` ranges of about equal size.
+
+        Each is the position of a real document (just after a non-blank line). Arrays and
+        compressed files are not split.
+        """
+        if parts < 2 or self.path.name.endswith(".gz") or self.layout() != "lines":
+            return []
+        size = self.path.stat().st_size
+        bounds: list[str] = []
+        with open(self.path, "rb") as f:
+            for k in range(1, parts):
+                f.seek(max(size * k // parts - 1, 0))
+                f.readline()  # finish the line the cut falls in
+                line = f.readline()
+                while line and not line.strip(_WHITESPACE):
+                    line = f.readline()
+                if not line:
+                    break
+                pos = f.tell()
+                if pos < size and (not bounds or int(bounds[-1]) < pos):
+                    bounds.append(str(pos))
+        return bounds
+
+    def past(self, position: str, end: str) -> bool:
+        """Whether ``position`` lies beyond ``end`` (both positions of this stream)."""
+        return int(position) > int(end)
+
     def read(self, after: str | None = None) -> Iterator[SourceDocument]:
         """Yield the file's documents in order, starting after position ``after``."""
         with self._open() as f:

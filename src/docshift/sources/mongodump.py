@@ -142,6 +142,42 @@ class MongodumpStream:
                 count += 1
         return count
 
+    def split(self, parts: int) -> list[str]:
+        """Positions cutting the file into ``parts`` ranges of about equal size.
+
+        Each is the position of a real document (the offset just after it), so a range
+        ``(start, end]`` ends exactly at a document. Compressed files are not split: gzip
+        cannot jump, so every range would decompress everything before it.
+        """
+        if self.compressed or parts < 2:
+            return []
+        size = self.path.stat().st_size
+        targets = [size * k // parts for k in range(1, parts)]
+        bounds: list[str] = []
+        with open(self.path, "rb", buffering=64 * 1024) as f:
+            pos = 0
+            while targets and pos + 4 <= size:
+                f.seek(pos)
+                (length,) = _INT32.unpack(f.read(4))
+                if length < 5 or length > MAX_DOCUMENT_BYTES:
+                    return []  # corrupt: reading will report it; do not split
+                pos += length
+                if pos >= targets[0] and pos < size:
+                    bounds.append(str(pos))
+                    while targets and targets[0] <= pos:
+                        targets.pop(0)
+        return bounds
+
+    def past(self, position: str, end: str) -> bool:
+        """Whether ``position`` lies beyond ``end`` (both positions of this stream)."""
+        return int(position) > int(end)
+
+    def count_between(self, start: str | None, end: str | None) -> int | None:
+        """Documents in the range ``(start, end]``."""
+        upto = self._count_documents(int(end) if end else None)
+        before = self._count_documents(int(start)) if start else 0
+        return None if upto is None or before is None else upto - before
+
     def read(self, after: str | None = None) -> Iterator[SourceDocument]:
         """Yield the documents in file order, starting after byte offset ``after``."""
         offset = _parse_offset(self.path, after)

@@ -40,6 +40,10 @@ class Column:
     collatable: bool
 
 
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
 class KvStream:
     """The rows of the key-value table, in byte order of the key."""
 
@@ -115,6 +119,32 @@ class KvStream:
                         f"(e.g. {', '.join(map(repr, duplicates))} occur more than once)",
                         hint="deduplicate the keys, or read from a view with a unique key",
                     )
+
+    def split(self, parts: int) -> list[str]:
+        """Keys cutting the table into ``parts`` ranges of about equal row counts.
+
+        Only text keys are split (their order is byte order, which :meth:`past` can compare
+        without the database); each boundary is an existing key.
+        """
+        source = self._source
+        if parts < 2 or not source.columns[source.key_column].collatable:
+            return []
+        n = self.estimate_count() or 0
+        key = sql.Identifier(source.schema, source.table, source.key_column)
+        table = sql.Identifier(source.schema, source.table)
+        query = sql.SQL('SELECT {k}::text FROM {t} WHERE {k} IS NOT NULL ORDER BY {k} '
+                        'COLLATE "C" OFFSET %s LIMIT 1').format(k=key, t=table)
+        bounds: list[str] = []
+        with self.transaction() as cur:
+            for k in range(1, parts):
+                row = cur.execute(query, (n * k // parts,)).fetchone()
+                if row is not None and (not bounds or row[0] != bounds[-1]):
+                    bounds.append(row[0])
+        return bounds
+
+    def past(self, position: str, end: str) -> bool:
+        """Whether key ``position`` sorts after key ``end`` (byte order, as COLLATE "C")."""
+        return _utf8(position) > _utf8(end)
 
     def read(self, after: str | None = None) -> Iterator[SourceDocument]:
         """Yield the rows in key order (byte order for text), starting after key ``after``."""
