@@ -4,14 +4,15 @@
     python benchmarks/generate_speed.py --scale 5 --formats mongodump,mongoexport --kv-dsn DSN
 
 Prints documents per second for the CRM dataset (each format asked for) and for the
-key-value dataset (to a .jsonl file, and into PostgreSQL when --kv-dsn is given). Output goes
-to a temporary folder that is removed afterwards.
+key-value dataset (to a .jsonl file, and into PostgreSQL when --kv-dsn is given), then the
+process's peak resident memory. Output goes to a temporary folder that is removed afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -53,6 +54,9 @@ def main() -> None:
             timed("kv postgres (binary COPY)", lambda: generate_kv(
                 args.kv_dsn, table="kv_store_bench", replace=True,
                 manifest_path=str(Path(tmp) / "manifest-kv.json"), **opts))
+    # ru_maxrss is in KiB on Linux: the peak over every generator above
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory: {peak:,.0f} MiB")
 
 
 if __name__ == "__main__":

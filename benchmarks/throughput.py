@@ -116,7 +116,7 @@ class PeakMemory:
                 self.peak = max(self.peak, rss)
             except psutil.Error:
                 pass
-            self._stop.wait(0.05)
+            self._stop.wait(0.2)
 
     def __enter__(self) -> PeakMemory:
         self._t.start()

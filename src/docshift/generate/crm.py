@@ -14,6 +14,7 @@ links to nothing, so its quarantine is the only effect it has. See ``docs/datase
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,6 +139,7 @@ INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
 
+@functools.cache
 def megabyte_text() -> str:
     """A 1 MiB string (ASCII, so also 1 MiB of UTF-8)."""
     unit = "docshift edge case: one megabyte of text. "
@@ -353,9 +355,12 @@ class Context:
         """``normal``, or the edge-case text of ``variant``."""
         return TEXT_VARIANTS.get(variant or "", normal)
 
-    def long(self, variant: str | None, normal: str) -> str:
-        """``normal``, or 1 MiB of text for the ``long_text`` variant."""
-        return megabyte_text() if variant == "long_text" else self.text(variant, normal)
+    def prose(self, rng: random.Random, variant: str | None, normal: str) -> Any:
+        """Optional free text: ``normal`` (or null, or missing), the edge-case text of
+        ``variant``, or 1 MiB of text for the ``long_text`` variant."""
+        if variant == "long_text":
+            return megabyte_text()
+        return self.opt(rng, self.text(variant, normal), variant)
 
     def enum(self, rng: random.Random, k: int, values: list[str]) -> str:
         """A value of ``values``; edge-case documents take every value in turn."""
@@ -530,8 +535,7 @@ def _accounts(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[di
                                 "postal_code": rng.choice(p.postcode),
                                 "country": rng.choice(p.country)}, v),
         "company_id": c.opt(rng, f"{int_hash(c.seed, 'ico', k, bits=27):08d}", v),
-        "description": c.opt(rng, c.long(v, rng.choice(p.paragraph)), v)
-        if v != "long_text" else megabyte_text(),
+        "description": c.prose(rng, v, rng.choice(p.paragraph)),
         "email": c.opt(rng, f"info@{rng.choice(p.domain)}", v),
         "fax": c.opt(rng, rng.choice(p.phone), v),
         "industry": c.opt(rng, c.ref("crm_Industry_Type", rng), v),
@@ -598,8 +602,7 @@ def _contacts(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[di
                         + ([c.text(v, "")] if v in TEXT_VARIANTS else [])),
         "notes": c.array(v, [rng.choice(p.sentence) for _ in range(rng.randrange(4))]),
         "social": c.opt(rng, _free_json(c, rng, v), v),
-        "description": c.opt(rng, rng.choice(p.paragraph), v) if v != "long_text"
-        else megabyte_text(),
+        "description": c.prose(rng, v, rng.choice(p.paragraph)),
     }
     return doc, {"contacts": 1}
 
@@ -621,8 +624,7 @@ def _leads(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict,
         "jobTitle": c.opt(rng, rng.choice(p.job), v),
         "email": c.opt(rng, f"{first}.{last}.l{k}@{rng.choice(p.domain)}".lower(), v),
         "phone": c.opt(rng, rng.choice(p.phone), v),
-        "description": c.opt(rng, c.long(v, rng.choice(p.paragraph)), v)
-        if v != "long_text" else megabyte_text(),
+        "description": c.prose(rng, v, rng.choice(p.paragraph)),
         "lead_source": c.opt(rng, rng.choice(["web", "referral", "event", "cold call", "ads"]),
                              v),
         "refered_by": c.opt(rng, f"{rng.choice(p.first)} {rng.choice(p.last)}", v),
@@ -658,8 +660,7 @@ def _opportunities(c: Context, k: int, rng: random.Random,
         "created_on": c.date(rng, v),
         "last_activity": c.opt(rng, c.date(rng, v), v),
         "currency": c.enum(rng, k, CURRENCIES),
-        "description": c.opt(rng, c.long(v, rng.choice(p.paragraph)), v)
-        if v != "long_text" else megabyte_text(),
+        "description": c.prose(rng, v, rng.choice(p.paragraph)),
         "expected_revenue": c.opt(rng, budget // 2, v),
         "name": c.text(v, f"{rng.choice(p.catch)} deal"),
         "next_step": c.opt(rng, rng.choice(p.sentence), v),
@@ -689,8 +690,7 @@ def _contracts(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[d
         "renewalReminderDate": c.opt(rng, c.date(rng, v), v),
         "customerSignedDate": c.opt(rng, c.date(rng, v), v),
         "companySignedDate": c.opt(rng, c.date(rng, v), v),
-        "description": c.opt(rng, c.long(v, rng.choice(p.paragraph)), v)
-        if v != "long_text" else megabyte_text(),
+        "description": c.prose(rng, v, rng.choice(p.paragraph)),
         "account": c.ref("crm_Accounts", rng),
         "assigned_to": c.opt(rng, c.ref("Users", rng), v),
         "createdAt": c.date(rng, v),
@@ -715,8 +715,7 @@ def _documents(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[d
         "last_updated": c.opt(rng, c.date(rng, v), v),
         "document_name": c.text(v, f"{rng.choice(p.word)}-{k}.pdf"),
         "created_by_user": c.ref("Users", rng),
-        "description": c.opt(rng, rng.choice(p.paragraph), v) if v != "long_text"
-        else megabyte_text(),
+        "description": c.prose(rng, v, rng.choice(p.paragraph)),
         "document_type": c.opt(rng, c.ref("Documents_Types", rng), v),
         "document_file_mimeType": rng.choice(MIME_TYPES),
         "document_file_url": f"https://files.example.com/{c.oid('Documents', k)}",
@@ -768,8 +767,7 @@ def _tasks(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict,
         "_id": c.oid("Tasks", k),
         "__v": 0,
         "v": 0,
-        "content": c.opt(rng, rng.choice(p.paragraph), v) if v != "long_text"
-        else megabyte_text(),
+        "content": c.prose(rng, v, rng.choice(p.paragraph)),
         "createdAt": c.date(rng, v),
         "createdBy": c.opt(rng, c.ref("Users", rng), v),
         "updatedAt": c.opt(rng, c.date(rng, v), v),
@@ -843,8 +841,7 @@ def _invoices(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[di
         "date_created": c.date(rng, v),
         "last_updated": c.opt(rng, c.date(rng, v), v),
         "date_due": c.opt(rng, c.date(rng, v), v),
-        "description": c.opt(rng, c.long(v, rng.choice(p.sentence)), v)
-        if v != "long_text" else megabyte_text(),
+        "description": c.prose(rng, v, rng.choice(p.sentence)),
         "favorite": c.opt(rng, rng.random() < 0.1, v),
         "invoice_number": invoice_number(c, k),
         "invoice_amount": f"{amount:.2f}" if v != "big_numbers" else "999999999999.99",

@@ -644,12 +644,7 @@ def generate_kv(out: str, *, scale: float = 1.0, seed: int = 0, edge_cases: bool
         raise ValueError(f"bad_rate must be between 0 and 1, not {bad_rate}")
     counts = entity_counts(scale)
     jsonl = out.endswith(".jsonl")
-    if jsonl:
-        sink: KvSink = kv_sink(out, table)
-    else:
-        from docshift.generate.writers import KvPostgresWriter
-
-        sink = KvPostgresWriter(out, table or KV_TABLE_DEFAULT, replace=replace)
+    sink = kv_sink(out, table, replace=replace)
     c = KvContext(seed=seed, edge=edge_cases, bad_rate=bad_rate, counts=counts,
                   pools=Pools(seed), sink=sink)
     try:
@@ -657,11 +652,7 @@ def generate_kv(out: str, *, scale: float = 1.0, seed: int = 0, edge_cases: bool
                       _audit, _noise):
             build(c)
     except BaseException:
-        abort = getattr(sink, "abort", None)
-        if abort is not None:
-            abort()
-        else:
-            sink.close()
+        sink.abort()
         raise
     sink.close()
     manifest = Manifest(

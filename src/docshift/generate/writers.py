@@ -220,6 +220,10 @@ class KvSink(Protocol):
         """Flush and release everything."""
         ...
 
+    def abort(self) -> None:
+        """Stop after a failure, keeping nothing that would look complete."""
+        ...
+
 
 class KvJsonlWriter:
     """A ``.jsonl`` file of ``{"key": …, "value": …}`` lines, in generation order."""
@@ -234,6 +238,10 @@ class KvJsonlWriter:
         self._fh.write(b"\n")
 
     def close(self) -> None:
+        self._fh.close()
+
+    def abort(self) -> None:
+        """Give up: close the (partial) file."""
         self._fh.close()
 
 
@@ -308,8 +316,8 @@ class KvPostgresWriter:
         self.conn.close()
 
 
-def kv_sink(out: str, table: str | None) -> KvSink:
+def kv_sink(out: str, table: str | None, *, replace: bool = False) -> KvSink:
     """The writer for ``out``: a ``.jsonl`` path, else a PostgreSQL DSN."""
     if out.endswith(".jsonl"):
         return KvJsonlWriter(out)
-    return KvPostgresWriter(out, table or KV_TABLE_DEFAULT)
+    return KvPostgresWriter(out, table or KV_TABLE_DEFAULT, replace=replace)

@@ -144,6 +144,13 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None) -> Run
         except RunAborted:
             set_run_status(conn, run_id, "aborted")
             raise
+        pending = conn.execute("SELECT stream FROM docshift.checkpoints WHERE run_id = %s "
+                               "AND NOT done ORDER BY stream", (run_id,)).fetchall()
+        if pending:
+            set_run_status(conn, run_id, "interrupted")
+            raise DocshiftError(
+                "not every work unit finished: " + ", ".join(r[0] for r in pending),
+                hint="Re-run to resume from the checkpoints.")
         rep = finalize(conn, m, run_id, log=ui.step)
         set_run_status(conn, run_id, "completed")
         result = _summarize(conn, m, run_id, started)
@@ -301,6 +308,12 @@ def _parallel(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: RunO
             on_progress(msg)
     if failure:
         raise DocshiftError(f"stream {failure[1]!r} failed:\n{failure[2]}")
+    crashed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if crashed and not stop.is_set():
+        raise DocshiftError(
+            f"{len(crashed)} worker process(es) ended unexpectedly (exit codes "
+            f"{', '.join(map(str, crashed))})",
+            hint="Nothing committed is lost: re-run to resume from the checkpoints.")
 
 
 def _summarize(conn: psycopg.Connection, m: Mapping, run_id: int, started: float,

@@ -67,6 +67,9 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
     source = open_source(m.source, dsn)
     try:
         with connect(dsn) as conn:
+            # Safe for exactly-once: a commit lost in a server crash loses the batch and its
+            # checkpoint together, and the resumed run loads the batch again.
+            conn.execute("SET synchronous_commit = off")
             cp = load_checkpoint(conn, run_id, stream)
             if cp.done:
                 report(Progress(stream, "done"))
@@ -131,6 +134,6 @@ def _flush(conn: psycopg.Connection, m: Mapping, run_id: int, unit: Unit, batch:
                     rejected=result.rejected, reject_classes=result.reject_classes))
     n = len(batch)
     batch.clear()
-    # young garbage every batch; everything now and then (cycles that reached the old gen)
-    full = (cp.docs_read // max(n, 1)) % FULL_GC_EVERY == 0
-    gc.collect(2 if full else 1)
+    # rows are freed by reference counting; cycles (rare) are collected now and then
+    if (cp.docs_read // max(n, 1)) % FULL_GC_EVERY == 0:
+        gc.collect()

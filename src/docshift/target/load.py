@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import psycopg
@@ -95,9 +96,8 @@ def load_batch(conn: psycopg.Connection, run_id: int, source: str, items: list[I
 def _copy(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCopy]) -> None:
     with conn.cursor() as cur:
         for table, cp in copies.items():
-            rows = [r for _, res in items for r in res.rows.get(table, ())]
-            if rows:
-                cp.write(cur, rows)
+            if any(table in res.rows for _, res in items):
+                cp.write(cur, chain.from_iterable(res.rows.get(table, ()) for _, res in items))
 
 
 def _isolate(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCopy],
