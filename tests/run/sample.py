@@ -12,7 +12,7 @@ import datetime as dt
 from pathlib import Path
 
 import bson
-from bson import ObjectId
+from bson import Decimal128, ObjectId
 
 UTC = dt.UTC
 
@@ -74,12 +74,30 @@ def write_dump(root: Path, n_users: int = 40, n_accounts: int = 30, bad: bool = 
         us.append({"_id": oid(1, 10**6 + 1), "email": "user1@example.com", "status": "active"})
         us.append({"_id": oid(1, 10**6 + 2), "email": "enum@example.com", "status": "deleted"})
         us.append({"_id": oid(1, 10**6 + 3), "status": "active"})  # email is required
+        us.append({"_id": oid(1, 10**6 + 4), "email": "nul@example.com", "status": "active",
+                   "name": "bad\x00name"})
         acc.append({"_id": oid(2, 10**6), "name": "Orphan", "owner": oid(1, 10**7)})
+        acc.append({"_id": oid(2, 10**6 + 1), "name": "Long sku", "owner": oid(1, 0),
+                    "items": [{"sku": "S" * 41, "qty": 1}]})
+        acc.append({"_id": oid(2, 10**6 + 2), "name": "Wrong type", "owner": oid(1, 0),
+                    "items": [{"sku": "ok", "qty": "many"}]})
+        acc.append({"_id": oid(2, 10**6 + 3), "name": "Too big", "owner": oid(1, 0),
+                    "limits": {"daily": Decimal128("1E+30")}})
     for name, docs in (("Users", us), ("Accounts", acc)):
         with (db / f"{name}.bson").open("wb") as f:
             for d in docs:
                 f.write(bson.encode(d))
+            if bad and name == "Users":
+                f.write(_invalid_utf8_user())
     return root
+
+
+def _invalid_utf8_user() -> bytes:
+    """A BSON document whose name is not valid UTF-8 (as old drivers sometimes wrote)."""
+    raw = bson.encode({"_id": oid(1, 10**6 + 5), "email": "utf8@example.com",
+                       "status": "active", "name": "caf\u00e9"})
+    # "é" is two bytes in UTF-8; a lone Latin-1 byte plus "!" keeps the length
+    return raw.replace("caf\u00e9".encode(), b"caf\xe9!")
 
 
 MAPPING = """
@@ -174,4 +192,9 @@ EXPECTED_REJECTS = {
     ("users", "status", "not_in_enum"),
     ("users", "email", "missing_required"),
     ("accounts", "owner_id", "orphan"),
+    ("users", "name", "nul_byte"),
+    ("users", "name", "invalid_utf8"),
+    ("account_items", "$item.sku", "too_long"),
+    ("account_items", "$item.qty", "bad_number"),
+    ("account_limits", "$item", "out_of_range"),
 }
