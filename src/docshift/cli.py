@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import psycopg
 import typer
@@ -105,7 +105,7 @@ def run(
         "many documents into key ranges (default 50000).")] = None,
 ) -> None:
     """Migrate (or resume migrating) the source into the target."""
-    from docshift.report.console import RichUI, summary_table
+    from docshift.report.console import RichUI, print_findings, summary_table
     from docshift.run.migrate import RunOptions, migrate
     from docshift.target.connect import target_dsn
     from docshift.transform.rows import compile_streams
@@ -126,7 +126,7 @@ def run(
             console.print(f"Run {res.run_id} is already complete: nothing to do "
                           "(use --restart to migrate again from scratch).")
             return
-        _print_findings(res)
+        print_findings(console, res)
         if summary:
             summary.write_text(json.dumps(res.as_json(), indent=2, default=str))
         if res.finalize and res.finalize.failures:
@@ -135,25 +135,6 @@ def run(
             console.print(f"[yellow]{res.quarantined} document(s) quarantined[/]: "
                           "see them with `docshift rejects`.")
             raise typer.Exit(EXIT_QUARANTINED)
-
-
-def _print_findings(res: Any) -> None:
-    if res.unmatched_keys:
-        console.print(f"[yellow]{res.unmatched_keys} key(s) matched no table and no "
-                      "ignore pattern[/] (listed in docshift.unmatched_keys; add them to "
-                      "ignore_keys or map them).")
-    if res.unmapped:
-        console.print("[yellow]Unmapped source fields[/] (not read by any column; add them "
-                      "to a table's 'ignore' list, map them, or keep them with 'extra'):")
-        for stream, path, n in res.unmapped[:20]:
-            console.print(f"  {stream}.{path}: {n:,} document(s)", highlight=False)
-        if len(res.unmapped) > 20:
-            console.print(f"  … and {len(res.unmapped) - 20} more (docshift.unmapped)")
-    if res.finalize:
-        for w in res.finalize.warnings:
-            console.print(f"[yellow]warning:[/] {w}", highlight=False)
-        for f in res.finalize.failures:
-            console.print(f"[red]failed:[/] {f}", highlight=False)
 
 
 def _dry_run(m: Mapping, dsn: str | None) -> None:

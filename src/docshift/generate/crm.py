@@ -894,23 +894,19 @@ def _my_account(c: Context) -> dict[str, Any]:
 # --------------------------------------------------------------------------- defects
 
 
-def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    def apply(doc: dict[str, Any]) -> None:
-        doc[path] = value
-    return apply
-
-
-def _conversion(coll_table: str, path: str, value: Any, error_class: str) -> DefectFn:
+def _conversion(table: str, path: str, value: Any, error_class: str) -> DefectFn:
+    """A value the converter refuses (MISSING: the field is left out)."""
     def apply(c: Context, k: int, doc: dict[str, Any]) -> tuple[str, str, str]:
         if value is MISSING:
             doc.pop(path, None)
         else:
-            doc[path] = value() if callable(value) else value
-        return coll_table, path, error_class
+            doc[path] = value
+        return table, path, error_class
     return apply
 
 
 def _orphan(table: str, path: str, column: str, clear: tuple[str, ...] = ()) -> DefectFn:
+    """A reference to a document that does not exist."""
     def apply(c: Context, k: int, doc: dict[str, Any]) -> tuple[str, str, str]:
         doc[path] = c.dangling()
         for name in clear:  # child rows would become orphans of the removed row
@@ -919,8 +915,11 @@ def _orphan(table: str, path: str, column: str, clear: tuple[str, ...] = ()) -> 
     return apply
 
 
-def _duplicate(coll: str, table: str, path: str, column: str, value_of: Callable[
-        [Context, int], str], clear: tuple[str, ...] = ()) -> DefectFn:
+def _duplicate(coll: str, table: str, path: str, column: str,
+               value_of: Callable[[Context, int], str],
+               clear: tuple[str, ...] = ()) -> DefectFn:
+    """The unique value of the closest earlier sound document, whose row is kept (its id
+    sorts first)."""
     def apply(c: Context, k: int, doc: dict[str, Any]) -> tuple[str, str, str]:
         j = k - 1
         while not c.good(coll, j):

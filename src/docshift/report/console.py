@@ -90,3 +90,23 @@ def summary_table(res: RunResult) -> Table:
                   f"[yellow]{s.quarantined:,}[/]" if s.quarantined else "0",
                   f"{s.seconds:.1f}s", rate)
     return t
+
+
+def print_findings(console: Console, res: RunResult) -> None:
+    """Unmatched keys, unmapped fields, finalization warnings and failures of a run."""
+    if res.unmatched_keys:
+        console.print(f"[yellow]{res.unmatched_keys} key(s) matched no table and no "
+                      "ignore pattern[/] (listed in docshift.unmatched_keys; add them to "
+                      "ignore_keys or map them).")
+    if res.unmapped:
+        console.print("[yellow]Unmapped source fields[/] (not read by any column; add them "
+                      "to a table's 'ignore' list, map them, or keep them with 'extra'):")
+        for stream, path, n in res.unmapped[:20]:
+            console.print(f"  {stream}.{path}: {n:,} document(s)", highlight=False)
+        if len(res.unmapped) > 20:
+            console.print(f"  … and {len(res.unmapped) - 20} more (docshift.unmapped)")
+    if res.finalize:
+        for w in res.finalize.warnings:
+            console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        for f in res.finalize.failures:
+            console.print(f"[red]failed:[/] {f}", highlight=False)

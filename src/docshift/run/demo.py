@@ -58,7 +58,7 @@ def _psql() -> str:
 def run_demo(console: Console, *, scale: float = 1.0, workers: int = 2) -> int:
     """Run the demo; returns the process exit code."""
     from docshift.generate import generate_crm, generate_kv
-    from docshift.report.console import RichUI, summary_table
+    from docshift.report.console import RichUI, print_findings, summary_table
     from docshift.run.migrate import RunOptions, migrate
     from docshift.spec import load_mapping
     from docshift.target.embedded import DEFAULT_HOME, server_dsn
@@ -94,6 +94,7 @@ def run_demo(console: Console, *, scale: float = 1.0, workers: int = 2) -> int:
         with RichUI(console, tables_of) as ui:
             res = migrate(m, dsn, RunOptions(workers=workers, batch_size=2000), ui)
         console.print(summary_table(res))
+        print_findings(console, res)
         got = {t.table: t.rows for t in res.tables}
         wrong = {t: (n, got.get(t)) for t, n in manifest.expected_rows.items()
                  if got.get(t) != n}
@@ -104,6 +105,12 @@ def run_demo(console: Console, *, scale: float = 1.0, workers: int = 2) -> int:
         else:
             console.print(f"[green]✓ every table holds exactly the rows the dataset's manifest "
                           f"expects ({sum(got.values()):,} rows in {len(got)} tables)[/]")
+        want_q = len(manifest.expected_quarantined)
+        want_u = getattr(manifest, "expected_unmatched_keys", 0) or 0
+        if res.quarantined != want_q or res.unmatched_keys != want_u:
+            ok = False
+            console.print(f"[red]✗ quarantined {res.quarantined} (expected {want_q}), "
+                          f"unmatched keys {res.unmatched_keys} (expected {want_u})[/]")
         created += [(DEMO_DATABASES[kind], t, n) for t, n in got.items()]
     t = Table(title="what the demo created")
     for col in ("database", "table", "rows"):
