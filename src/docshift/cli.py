@@ -278,6 +278,10 @@ def generate(
     bad_rate: Annotated[float, typer.Option("--bad-rate", min=0.0, max=1.0)] = 0.0,
     fmt: Annotated[str, typer.Option("--format", help="crm: mongodump, mongodump-gz or "
                                      "mongoexport.")] = "mongodump",
+    table: Annotated[str | None, typer.Option("--table", help="kv: the key-value table to "
+                                              "write (default kv_store_demo).")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="kv: replace the table if it "
+                                          "exists.")] = False,
 ) -> None:
     """Write a deterministic synthetic dataset (and its manifest)."""
     from docshift import generate as gen
@@ -299,8 +303,8 @@ def generate(
                 from docshift.target.embedded import server_dsn
                 out = server_dsn()
             man = gen.generate_kv(out, scale=factor, seed=seed, edge_cases=edge_cases,
-                                  bad_rate=bad_rate)
-    total = sum(man.documents.values()) if hasattr(man, "documents") else 0
+                                  bad_rate=bad_rate, table=table, replace=replace)
+    total = sum(man.documents.values())
     console.print(f"generated {kind} dataset: {total:,} documents")
 
 

@@ -230,10 +230,10 @@ class StreamPlan:
             tree = self._consumed(key)
             unmapped: dict[str, Any] = {}
             _unmapped_root(doc, tree, self._unmapped_memo.setdefault(key, {}), unmapped)
-            if self.report_unmapped:
+            kept = unmapped and self._fill_extra(out, matched, unmapped)
+            # fields kept in a catch-all column are not lost, so they are not reported
+            if self.report_unmapped and not kept:
                 out.unmapped = list(unmapped)
-            if unmapped:
-                self._fill_extra(out, matched, unmapped)
         return out
 
     def _feed_rows(self, feed: CompiledFeed, sdoc: SourceDocument, captures: dict[str, str],
@@ -280,7 +280,9 @@ class StreamPlan:
         return tree
 
     def _fill_extra(self, out: DocumentRows, matched: list[int],
-                    unmapped: dict[str, Any]) -> None:
+                    unmapped: dict[str, Any]) -> bool:
+        """Put the unmapped fields into the catch-all column(s); True if any took them."""
+        kept = False
         for i in matched:
             feed = self.feeds[i]
             if not feed.extra or feed.unnest is not None:
@@ -289,6 +291,8 @@ class StreamPlan:
             rows = out.rows[feed.table]
             pos = len(feed.columns)
             rows[-1] = rows[-1][:pos] + (value,) + rows[-1][pos + 1:]
+            kept = True
+        return kept
 
 
 def _passes(feed: CompiledFeed, ctx: Ctx) -> bool:
