@@ -10,6 +10,8 @@ re-created is reported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from docshift.spec.model import Mapping
+from docshift.target.connect import connect
 from docshift.target.ddl import Constraint, constraints, qualified
 from docshift.target.state import mark_step, objects, step_done
 from docshift.transform.rows import SOURCE_KEY_COLUMN, compile_streams
@@ -38,9 +41,17 @@ class FinalizeReport:
     failures: list[str] = field(default_factory=list)
 
 
-def finalize(conn: psycopg.Connection, m: Mapping, run_id: int,
-             log: Any = None) -> FinalizeReport:
-    """Run every remaining finalization step of ``run_id``."""
+Step = tuple[str, Callable[[psycopg.Connection], Any]]
+
+
+def finalize(conn: psycopg.Connection, m: Mapping, run_id: int, log: Any = None,
+             *, dsn: str | None = None, parallel: int = 1) -> FinalizeReport:
+    """Run every remaining finalization step of ``run_id``.
+
+    With ``parallel`` > 1 (and a ``dsn`` to open more connections), steps on different
+    tables that do not lock each other — key builds, CHECKs and indexes, ANALYZE — run
+    concurrently; foreign keys always run one by one, parents before children.
+    """
     rep = FinalizeReport()
     order = m.tables_in_load_order()
     plans = compile_streams(m)
@@ -49,57 +60,77 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int,
     existing = m.target.mode == "existing"
     all_cons = {t: constraints(m, t) for t in order}
 
-    def step(name: str, fn: Any) -> None:
-        if step_done(conn, run_id, name):
+    def run(c: psycopg.Connection, name: str, fn: Callable[[psycopg.Connection], Any]) -> None:
+        if step_done(c, run_id, name):
             return
         if log:
             log(name)
-        with conn.transaction():
-            detail = fn()
+        with c.transaction():
+            detail = fn(c)
             if not isinstance(detail, dict):
                 detail = {}
-            mark_step(conn, run_id, name, detail)
+            mark_step(c, run_id, name, detail)
+
+    def sequential(steps: list[Step]) -> None:
+        for name, fn in steps:
+            run(conn, name, fn)
+
+    def per_table(groups: list[list[Step]]) -> None:
+        """Groups (one per table) run side by side; steps within a group in order."""
+        groups = [g for g in groups if g]
+        if parallel <= 1 or dsn is None or len(groups) <= 1:
+            for g in groups:
+                sequential(g)
+            return
+
+        def work(group: list[Step]) -> None:
+            with connect(dsn) as c:
+                for name, fn in group:
+                    run(c, name, fn)
+
+        with ThreadPoolExecutor(max_workers=min(parallel, len(groups))) as pool:
+            for f in [pool.submit(work, g) for g in groups]:
+                f.result()
 
     if existing:
-        for t in order:
-            for keycols in _unique_keys(conn, m, t):
-                step(f"dedupe:{t}:{','.join(keycols)}",
-                     lambda t=t, k=keycols: _dedupe(conn, m, run_id, t, k, rep, sources[t]))
-            for c in all_cons[t]:
-                if c.kind == "foreign_key":
-                    step(f"orphans:{c.name}",
-                         lambda c=c: _orphans(conn, m, run_id, c, rep, sources[c.table]))
+        sequential([
+            (f"dedupe:{t}:{','.join(k)}",
+             lambda c, t=t, k=k: _dedupe(c, m, run_id, t, k, rep, sources[t]))
+            for t in order for k in _unique_keys(conn, m, t)])
+        sequential([
+            (f"orphans:{c.name}",
+             lambda cn, c=c: _orphans(cn, m, run_id, c, rep, sources[c.table]))
+            for t in order for c in all_cons[t] if c.kind == "foreign_key"])
+        _recreate_dropped(conn, m, run_id, rep, lambda name, fn: run(conn, name, fn))
     else:
+        groups: list[list[Step]] = []
         for t in order:
             keyed = {c.columns for c in all_cons[t] if c.kind in ("primary_key", "unique")}
-            for c in all_cons[t]:
-                if c.kind in ("primary_key", "unique"):
-                    step(f"add:{c.name}",
-                         lambda c=c: _add_key(conn, m, run_id, c, rep, sources[c.table]))
+            group: list[Step] = [
+                (f"add:{c.name}", lambda cn, c=c: _add_key(cn, m, run_id, c, rep,
+                                                          sources[c.table]))
+                for c in all_cons[t] if c.kind in ("primary_key", "unique")]
             # unique indexes: resolve duplicates before the index build
-            for keycols in m.tables[t].unique_keys():
-                if tuple(keycols) not in keyed:
-                    step(f"dedupe:{t}:{','.join(keycols)}",
-                         lambda t=t, k=keycols: _dedupe(conn, m, run_id, t, k, rep, sources[t]))
-        for t in order:
-            for c in all_cons[t]:
-                if c.kind == "foreign_key":
-                    step(f"add:{c.name}",
-                         lambda c=c: _add_foreign_key(conn, m, run_id, c, rep, sources[c.table]))
-    for t in order:
-        for c in all_cons[t]:
-            if c.kind == "check" and not existing:
-                step(f"add:{c.name}", lambda c=c: _execute(conn, c))
-            if c.kind == "index" and not existing:
-                step(f"add:{c.name}", lambda c=c: _execute(conn, c))
-    if existing:
-        _recreate_dropped(conn, m, run_id, rep, step)
-    for t in order:
-        step(f"drop-key-column:{t}", lambda t=t: conn.execute(
+            group += [(f"dedupe:{t}:{','.join(k)}",
+                       lambda cn, t=t, k=k: _dedupe(cn, m, run_id, t, k, rep, sources[t]))
+                      for k in m.tables[t].unique_keys() if tuple(k) not in keyed]
+            groups.append(group)
+        per_table(groups)
+        sequential([
+            (f"add:{c.name}",
+             lambda cn, c=c: _add_foreign_key(cn, m, run_id, c, rep, sources[c.table]))
+            for t in order for c in all_cons[t] if c.kind == "foreign_key"])
+        per_table([
+            [(f"add:{c.name}", lambda cn, c=c: cn.execute(c.statement))
+             for kind in ("check", "index") for c in all_cons[t] if c.kind == kind]
+            for t in order])
+    sequential([
+        (f"drop-key-column:{t}", lambda c, t=t: c.execute(
             sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
                 qualified(m.target.schema_, t), sql.Identifier(SOURCE_KEY_COLUMN))))
-    for t in order:
-        conn.execute(sql.SQL("ANALYZE {}").format(qualified(m.target.schema_, t)))
+        for t in order])
+    per_table([[(f"analyze:{t}", lambda c, t=t: c.execute(
+        sql.SQL("ANALYZE {}").format(qualified(m.target.schema_, t))))] for t in order])
     _collect_details(conn, run_id, rep)
     return rep
 
@@ -113,10 +144,6 @@ def _unique_keys(conn: psycopg.Connection, m: Mapping, t: str) -> list[list[str]
                 if d["type"] in ("p", "u") and d["columns"] not in keys:
                     keys.append(d["columns"])
     return keys
-
-
-def _execute(conn: psycopg.Connection, c: Constraint) -> None:
-    conn.execute(c.statement)
 
 
 def _add_key(conn: psycopg.Connection, m: Mapping, run_id: int, c: Constraint,
@@ -254,10 +281,10 @@ def _recreate_dropped(conn: psycopg.Connection, m: Mapping, run_id: int,
     for table, name, definition in dropped:
         d = orjson.loads(definition or "{}")
 
-        def recreate(table: str = table, name: str = name, d: dict = d) -> dict[str, Any]:
+        def recreate(c: psycopg.Connection, name: str = name, d: dict = d) -> dict[str, Any]:
             try:
-                with conn.transaction():
-                    conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                with c.transaction():
+                    c.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
                         sql.SQL(d["qualified"]), sql.Identifier(name), sql.SQL(d["def"])))
             except psycopg.DatabaseError as exc:
                 return {"failed": (exc.diag.message_primary or str(exc)).strip(),

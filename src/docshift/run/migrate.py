@@ -151,7 +151,7 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None) -> Run
             raise DocshiftError(
                 "not every work unit finished: " + ", ".join(r[0] for r in pending),
                 hint="Re-run to resume from the checkpoints.")
-        rep = finalize(conn, m, run_id, log=ui.step)
+        rep = finalize(conn, m, run_id, log=ui.step, dsn=dsn, parallel=opts.workers)
         set_run_status(conn, run_id, "completed")
         result = _summarize(conn, m, run_id, started)
         result.finalize = rep
@@ -198,11 +198,13 @@ def plan_units(m: Mapping, dsn: str, opts: RunOptions) -> list[Unit]:
             split_min = opts.split_min_docs or SPLIT_MIN_DOCS
             if opts.workers > 1 and split is not None and n >= split_min:
                 bounds = [None, *split(opts.workers), None]
-                parts = [Unit(f"{name}#{i + 1}", name, bounds[i], bounds[i + 1])
+                count = getattr(stream, "count_between", None)
+                parts = [Unit(f"{name}#{i + 1}", name, bounds[i], bounds[i + 1],
+                              count(bounds[i], bounds[i + 1]) if count else None)
                          for i in range(len(bounds) - 1)]
-                sized += [(n / len(parts), u) for u in parts]
+                sized += [(u.estimate or n / len(parts), u) for u in parts]
             else:
-                sized.append((n, Unit(name, name)))
+                sized.append((n, Unit(name, name, estimate=n or None)))
     finally:
         src.close()
     return [u for _, u in sorted(sized, key=lambda su: -su[0])]

@@ -75,9 +75,11 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
                 report(Progress(stream, "done"))
                 return True
             s = source.stream(unit.source_stream)
-            estimate = s.estimate_count() if unit.start is None and unit.end is None else (
-                unit_estimate(s, unit))
-            set_estimate(conn, run_id, stream, estimate)
+            estimate = unit.estimate
+            if estimate is None:
+                estimate = s.estimate_count() if unit.start is None and unit.end is None else (
+                    unit_estimate(s, unit))
+                set_estimate(conn, run_id, stream, estimate)
             report(Progress(stream, "start", docs=cp.docs_read, estimate=estimate,
                             rows=dict(cp.rows_written or {}), rejected=cp.docs_rejected))
             batch = []

@@ -164,6 +164,7 @@ class Unit:
     source_stream: str
     start: str | None = None
     end: str | None = None
+    estimate: int | None = None
 
 
 def add_units(conn: psycopg.Connection, run_id: int, units: list[Unit]) -> None:
@@ -171,14 +172,14 @@ def add_units(conn: psycopg.Connection, run_id: int, units: list[Unit]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO docshift.checkpoints (run_id, stream, source_stream, unit_start, "
-            "unit_end) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            [(run_id, u.name, u.source_stream, u.start, u.end) for u in units])
+            "unit_end, estimate) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(run_id, u.name, u.source_stream, u.start, u.end, u.estimate) for u in units])
 
 
 def units(conn: psycopg.Connection, run_id: int) -> list[Unit]:
     """The run's work units, in the order they were registered."""
     return [Unit(*r) for r in conn.execute(
-        "SELECT stream, source_stream, unit_start, unit_end FROM docshift.checkpoints "
+        "SELECT stream, source_stream, unit_start, unit_end, estimate FROM docshift.checkpoints "
         "WHERE run_id = %s ORDER BY ctid", (run_id,))]
 
 
