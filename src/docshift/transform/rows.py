@@ -21,6 +21,7 @@ from docshift.errors import ConversionError
 from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.check import resolve_reference, source_path
 from docshift.spec.model import ColumnSpec, FeedSpec, Mapping, TableSpec, pattern_regex
+from docshift.transform.codegen import RowFunction, compile_row, is_plain
 from docshift.transform.convert import ConvertOptions, converter_for, to_json_value
 from docshift.transform.pgtypes import PgType, parse_type
 
@@ -88,8 +89,6 @@ class CompiledColumn:
     value_map: dict[Any, Any] | None
     enum: frozenset[Any] | None
     max_length: int | None
-    fn: Callable[[Ctx], Any] | None = None
-    """The compiled value function (set by :func:`_column_fn`)."""
     item_dependent: bool = False
     share_key: Any = None
 
@@ -147,7 +146,7 @@ class CompiledFeed:
     columns: list[CompiledColumn]
     extra: bool
     consumed: set[str]
-    fns: list[Callable[[Ctx], Any]] = field(default_factory=list)
+    row: RowFunction | None = None
 
 
 @dataclass
@@ -238,24 +237,19 @@ class StreamPlan:
 
     def _feed_rows(self, feed: CompiledFeed, sdoc: SourceDocument, captures: dict[str, str],
                    rows: list[tuple[Any, ...]], cache: dict[Any, Any]) -> None:
-        doc, key = sdoc.doc, sdoc.key
-        tail = (None, key) if feed.extra else (key,)
-        fns = feed.fns
+        doc, key, row = sdoc.doc, sdoc.key, feed.row
         if feed.unnest_getter is None:
-            ctx: Ctx = (doc, key, captures, None, 0, None, cache)
-            rows.append((*[f(ctx) for f in fns], *tail))
+            rows.append(row(doc, key, captures, None, 0, None, cache))
             return
         container = feed.unnest_getter((doc, key, captures, None, 0, None, cache))
         if container is None:
             return
         if type(container) is list:
             for idx, item in enumerate(container):
-                ctx = (doc, key, captures, item, idx, None, cache)
-                rows.append((*[f(ctx) for f in fns], *tail))
+                rows.append(row(doc, key, captures, item, idx, None, cache))
         elif type(container) is dict:
             for idx, (k, item) in enumerate(container.items()):
-                ctx = (doc, key, captures, item, idx, k, cache)
-                rows.append((*[f(ctx) for f in fns], *tail))
+                rows.append(row(doc, key, captures, item, idx, k, cache))
         else:
             raise ConversionError(
                 f"expected an array or an object to unnest, got {type(container).__name__}",
@@ -413,9 +407,7 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
         c.item_dependent = _item_dependent(c.path, feed.unnest is not None)
         # a str key: its hash is cached, unlike a tuple's
         c.share_key = f"{c.path}\x1f{c.pgtype.sql}\x1f{c.nullable}"
-        c.fn = _column_fn(c)
     return CompiledFeed(
-        fns=[c.fn for c in columns if c.fn is not None],
         table=tname,
         patterns=[pattern_regex(p) for p in feed.keys] if feed.keys else None,
         where=where,
@@ -433,53 +425,8 @@ def _item_dependent(path: str, unnested: bool) -> bool:
     return head in ("$item", "$index") or (path == "$key" and unnested)
 
 
-def _column_fn(c: CompiledColumn) -> Callable[[Ctx], Any]:
-    """A specialized value function for ``c`` (the plain case skips every optional check)."""
-    getter, convert, path = c.getter, c.convert, c.path
-    plain = (c.default is None and c.value_map is None and c.enum is None
-             and c.max_length is None)
-    if plain and c.nullable:
-        def fn(ctx: Ctx) -> Any:
-            v = getter(ctx)
-            if v is None:
-                return None
-            try:
-                return convert(v)
-            except ConversionError as exc:
-                exc.field = path
-                raise
-    elif plain:
-        def fn(ctx: Ctx) -> Any:
-            v = getter(ctx)
-            if v is None:
-                raise ConversionError("required value is missing or null",
-                                      error_class="missing_required", field=path)
-            try:
-                return convert(v)
-            except ConversionError as exc:
-                exc.field = path
-                raise
-    else:
-        fn = c.value
-    return fn
-
-
-_MISS = object()
-
-
-def _cached(fn: Callable[[Ctx], Any], cache_key: Any) -> Callable[[Ctx], Any]:
-    def cached(ctx: Ctx) -> Any:
-        cache = ctx[6]
-        v = cache.get(cache_key, _MISS)
-        if v is _MISS:
-            v = cache[cache_key] = fn(ctx)
-        return v
-
-    return cached
-
-
 def _share_document_values(plan: StreamPlan) -> None:
-    """Convert once per document the values that several rows or tables read alike.
+    """Decide which values are converted once per document, then compile each feed's row.
 
     A child table's parent id is the same for every unnested item, and the ``_id`` of a
     collection usually feeds several tables; such values are cached per document.
@@ -487,16 +434,20 @@ def _share_document_values(plan: StreamPlan) -> None:
     uses: Counter[Any] = Counter()
     for feed in plan.feeds:
         for c in feed.columns:
-            if c.fn is not c.value and not c.item_dependent:
+            if not c.item_dependent:
                 uses[c.share_key] += 1
     for feed in plan.feeds:
+        keys: list[str | None] = []
         for c in feed.columns:
-            if c.item_dependent or c.fn is None:
-                continue
-            if feed.unnest is not None or (c.fn is not c.value and uses[c.share_key] > 1):
-                key = c.share_key if c.fn is not c.value else f"own\x1f{id(c)}"
-                c.fn = _cached(c.fn, key)
-        feed.fns = [c.fn for c in feed.columns if c.fn is not None]
+            if c.item_dependent:
+                keys.append(None)
+            elif is_plain(c) and (feed.unnest is not None or uses[c.share_key] > 1):
+                keys.append(c.share_key)
+            elif feed.unnest is not None:
+                keys.append(f"own\x1f{id(c)}")
+            else:
+                keys.append(None)
+        feed.row = compile_row(feed.columns, keys, feed.extra)
 
 
 def summarize_unmapped(counter: Counter[str]) -> list[tuple[str, int]]:
