@@ -120,10 +120,9 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int, log: Any = None,
             (f"add:{c.name}",
              lambda cn, c=c: _add_foreign_key(cn, m, run_id, c, rep, sources[c.table]))
             for t in order for c in all_cons[t] if c.kind == "foreign_key"])
-        per_table([
-            [(f"add:{c.name}", lambda cn, c=c: cn.execute(c.statement))
-             for kind in ("check", "index") for c in all_cons[t] if c.kind == kind]
-            for t in order])
+        # index builds share their table (SHARE locks): each may run beside any other
+        per_table([[(f"add:{c.name}", lambda cn, c=c: cn.execute(c.statement))]
+                   for t in order for c in all_cons[t] if c.kind == "index"])
     sequential([
         (f"drop-key-column:{t}", lambda c, t=t: c.execute(
             sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(

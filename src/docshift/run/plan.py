@@ -25,7 +25,7 @@ def render_plan(m: Mapping) -> str:
         out += ["", "-- 2. existing tables: primary, unique and foreign keys on the mapped "
                 "tables are dropped before loading and re-created after it"]
     out += ["", "-- 3. after the data: duplicates and orphans resolved per policy, then"]
-    for kind in ("primary_key", "unique", "foreign_key", "check", "index"):
+    for kind in ("primary_key", "unique", "foreign_key", "index"):
         for t in order:
             for c in constraints(m, t):
                 if c.kind == kind and (m.target.mode == "create" or kind == "foreign_key"):

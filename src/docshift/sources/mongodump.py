@@ -97,6 +97,7 @@ class MongodumpStream:
         self.metadata_path = metadata_path
         self.compressed = path.name.endswith(".gz")
         self._count: int | None = None
+        self._range_counts: dict[tuple[str | None, str | None], int] = {}
         self._metadata: dict[str, Any] | None = None
         self._metadata_loaded = False
 
@@ -154,18 +155,27 @@ class MongodumpStream:
         size = self.path.stat().st_size
         targets = [size * k // parts for k in range(1, parts)]
         bounds: list[str] = []
+        counts: list[int] = []
+        n = 0
         with open(self.path, "rb", buffering=64 * 1024) as f:
             pos = 0
-            while targets and pos + 4 <= size:
+            while pos + 4 <= size:
                 f.seek(pos)
                 (length,) = _INT32.unpack(f.read(4))
                 if length < 5 or length > MAX_DOCUMENT_BYTES:
                     return []  # corrupt: reading will report it; do not split
                 pos += length
-                if pos >= targets[0] and pos < size:
+                n += 1
+                if targets and pos >= targets[0] and pos < size:
                     bounds.append(str(pos))
+                    counts.append(n)
+                    n = 0
                     while targets and targets[0] <= pos:
                         targets.pop(0)
+        counts.append(n)
+        # remember the range sizes: count_between would otherwise hop through the file again
+        edges = [None, *bounds, None]
+        self._range_counts.update(zip(zip(edges, edges[1:], strict=False), counts, strict=True))
         return bounds
 
     def past(self, position: str, end: str) -> bool:
@@ -174,6 +184,8 @@ class MongodumpStream:
 
     def count_between(self, start: str | None, end: str | None) -> int | None:
         """Documents in the range ``(start, end]``."""
+        if (start, end) in self._range_counts:
+            return self._range_counts[(start, end)]
         upto = self._count_documents(int(end) if end else None)
         before = self._count_documents(int(start)) if start else 0
         return None if upto is None or before is None else upto - before

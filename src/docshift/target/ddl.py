@@ -60,6 +60,16 @@ def create_table(m: Mapping, name: str) -> sql.Composed:
     if table.extra:
         defs.append(sql.SQL("{} jsonb").format(sql.Identifier(table.extra)))
     defs.append(sql.SQL("{} text").format(sql.Identifier(SOURCE_KEY_COLUMN)))
+    # enum CHECKs come with the table, unlike keys: conversion already refuses values
+    # outside the list, so they never fail a COPY, and checking each row as it arrives is
+    # cheaper than scanning the whole table again afterwards
+    for cname in types:
+        col = table.column(cname)
+        if col.enum is not None:
+            values = sql.SQL(", ").join(sql.Literal(v) for v in col.enum)
+            defs.append(sql.SQL("CONSTRAINT {} CHECK ({} IN ({}))").format(
+                sql.Identifier(object_name(name, cname, "check")), sql.Identifier(cname),
+                values))
     return sql.SQL("CREATE TABLE IF NOT EXISTS {} (\n  {}\n)").format(
         qualified(m.target.schema_, name), sql.SQL(",\n  ").join(defs))
 
@@ -68,7 +78,7 @@ def create_table(m: Mapping, name: str) -> sql.Composed:
 class Constraint:
     """A constraint or index docshift adds after loading, with what it applies to."""
 
-    kind: str  # primary_key | unique | foreign_key | check | index
+    kind: str  # primary_key | unique | foreign_key | index
     table: str
     name: str
     columns: tuple[str, ...]
@@ -78,7 +88,7 @@ class Constraint:
 
 
 def constraints(m: Mapping, name: str) -> list[Constraint]:
-    """Keys, checks and indexes of one table, in the order they are built."""
+    """Keys and indexes of one table, in the order they are built after the data."""
     table = m.tables[name]
     t = qualified(m.target.schema_, name)
     out: list[Constraint] = []
@@ -99,12 +109,6 @@ def constraints(m: Mapping, name: str) -> list[Constraint]:
         if col.unique:
             add("unique", object_name(name, cname, "key"), [cname],
                 sql.SQL("UNIQUE ({})").format(sql.Identifier(cname)))
-    for cname in table.columns:
-        col = table.column(cname)
-        if col.enum is not None:
-            values = sql.SQL(", ").join(sql.Literal(v) for v in col.enum)
-            add("check", object_name(name, cname, "check"), [cname],
-                sql.SQL("CHECK ({} IN ({}))").format(sql.Identifier(cname), values))
     for cname in table.columns:
         col = table.column(cname)
         if col.references:
