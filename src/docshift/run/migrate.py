@@ -125,25 +125,20 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None) -> Run
                 hint="Re-run with --restart to undo it and start over with this mapping.")
         if run and run.status == "completed":
             return _summarize(conn, m, run.run_id, started, already=True)
-        if run is None:
-            if m.target.mode == "create":
-                prepare_create(conn, m)
-            else:
-                prepare_existing(conn, m)
-            run_id = start_run(conn, h, m.path, {"workers": opts.workers,
-                                                 "batch_size": opts.batch_size})
-            add_units(conn, run_id, plan_units(m, dsn, opts))
-        else:
-            run_id = run.run_id
-            set_run_status(conn, run_id, "running")
+        pool = WorkerPool(m, dsn, opts) if opts.workers > 1 else None
         try:
-            _load_streams(m, dsn, run_id, units(conn, run_id), opts, ui, conn)
-        except Interrupted:
-            set_run_status(conn, run_id, "interrupted")
-            raise
-        except RunAborted:
-            set_run_status(conn, run_id, "aborted")
-            raise
+            run_id = _prepare(conn, m, dsn, opts, run, h)
+            try:
+                _load_streams(m, dsn, run_id, units(conn, run_id), opts, ui, conn, pool)
+            except Interrupted:
+                set_run_status(conn, run_id, "interrupted")
+                raise
+            except RunAborted:
+                set_run_status(conn, run_id, "aborted")
+                raise
+        finally:
+            if pool is not None:
+                pool.shutdown()
         pending = conn.execute("SELECT stream FROM docshift.checkpoints WHERE run_id = %s "
                                "AND NOT done ORDER BY stream", (run_id,)).fetchall()
         if pending:
@@ -156,6 +151,22 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None) -> Run
         result = _summarize(conn, m, run_id, started)
         result.finalize = rep
         return result
+
+
+def _prepare(conn: psycopg.Connection, m: Mapping, dsn: str, opts: RunOptions,
+             run: Any, mapping_hash_: str) -> int:
+    """Start a new run (target prepared, work units planned) or resume ``run``."""
+    if run is not None:
+        set_run_status(conn, run.run_id, "running")
+        return int(run.run_id)
+    if m.target.mode == "create":
+        prepare_create(conn, m)
+    else:
+        prepare_existing(conn, m)
+    run_id = start_run(conn, mapping_hash_, m.path, {"workers": opts.workers,
+                                                     "batch_size": opts.batch_size})
+    add_units(conn, run_id, plan_units(m, dsn, opts))
+    return run_id
 
 
 RUN_LOCK = "docshift.run"
@@ -211,7 +222,7 @@ def plan_units(m: Mapping, dsn: str, opts: RunOptions) -> list[Unit]:
 
 
 def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: RunOptions,
-                  ui: UI, conn: psycopg.Connection) -> None:
+                  ui: UI, conn: psycopg.Connection, pool: WorkerPool | None) -> None:
     stop = threading.Event()
     errors = [_rejected_so_far(conn, run_id)]
     aborted: list[str] = []
@@ -232,12 +243,12 @@ def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: 
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        if opts.workers <= 1 or len(streams) <= 1:
+        if pool is None:
             for s in streams:
                 if not run_unit(m, dsn, run_id, s, opts.batch_size, stop.is_set, on_progress):
                     break
         else:
-            _parallel(m, dsn, run_id, streams, opts, on_progress, stop)
+            pool.run(run_id, streams, on_progress, stop)
     finally:
         signal.signal(signal.SIGINT, previous)
     if aborted:
@@ -247,8 +258,8 @@ def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: 
         raise Interrupted("interrupted; re-run the same command to resume")
 
 
-def _worker_main(m: Mapping, dsn: str, run_id: int, batch_size: int, tasks: Any,
-                 reports: Any, stop: Any) -> None:
+def _worker_main(m: Mapping, dsn: str, batch_size: int, tasks: Any, reports: Any,
+                 stop: Any) -> None:
     local = threading.Event()
     # Ctrl+C reaches every process of the group: finish the batch, then stop
     signal.signal(signal.SIGINT, lambda *_: local.set())
@@ -257,65 +268,94 @@ def _worker_main(m: Mapping, dsn: str, run_id: int, batch_size: int, tasks: Any,
         return local.is_set() or stop.is_set()
 
     while not should_stop():
-        try:
-            stream = tasks.get_nowait()
-        except queue.Empty:
+        task = tasks.get()
+        if task is None:
             return
+        run_id, unit = task
         try:
-            run_unit(m, dsn, run_id, stream, batch_size, should_stop, reports.put)
+            run_unit(m, dsn, run_id, unit, batch_size, should_stop, reports.put)
         except Exception:
-            reports.put(("error", stream.name, traceback.format_exc()))
+            reports.put(("error", unit.name, traceback.format_exc()))
             return
 
 
-def _parallel(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: RunOptions,
-              on_progress: Callable[[Progress], None], stop: threading.Event) -> None:
-    ctx = mp.get_context("spawn")
-    tasks = ctx.Queue()
-    reports = ctx.Queue()
-    shared_stop = ctx.Event()
-    for s in streams:
-        tasks.put(s)
-    procs = [ctx.Process(target=_worker_main, daemon=True,
-                         args=(m, dsn, run_id, opts.batch_size, tasks, reports, shared_stop))
-             for _ in range(min(opts.workers, len(streams)))]
-    for p in procs:
-        p.start()
-    failure = None
-    while True:
-        try:
-            msg = reports.get(timeout=0.2)
-        except queue.Empty:
+class WorkerPool:
+    """Worker processes for ``--workers N``.
+
+    They are started before the run is prepared, so that their start-up (a new interpreter
+    importing docshift) overlaps the preparation instead of delaying the load.
+    """
+
+    def __init__(self, m: Mapping, dsn: str, opts: RunOptions) -> None:
+        ctx = mp.get_context("spawn")
+        self.tasks = ctx.Queue()
+        self.reports = ctx.Queue()
+        self.stop = ctx.Event()
+        self.procs = [ctx.Process(target=_worker_main, daemon=True,
+                                  args=(m, dsn, opts.batch_size, self.tasks, self.reports,
+                                        self.stop))
+                      for _ in range(opts.workers)]
+        for p in self.procs:
+            p.start()
+        self._closed = False
+
+    def run(self, run_id: int, units: list[Unit], on_progress: Callable[[Progress], None],
+            stop: threading.Event) -> None:
+        """Load ``units`` on the workers; returns when every worker has finished."""
+        for u in units:
+            self.tasks.put((run_id, u))
+        self.close()
+        failure = None
+        while True:
+            try:
+                msg = self.reports.get(timeout=0.2)
+            except queue.Empty:
+                if stop.is_set():
+                    self.stop.set()
+                if not any(p.is_alive() for p in self.procs):
+                    break
+                continue
+            if isinstance(msg, tuple):
+                failure = failure or msg
+                self.stop.set()
+            else:
+                on_progress(msg)
             if stop.is_set():
-                shared_stop.set()
-            if not any(p.is_alive() for p in procs):
+                self.stop.set()
+        for p in self.procs:
+            p.join()
+        # drain what the last batches reported
+        while True:
+            try:
+                msg = self.reports.get_nowait()
+            except queue.Empty:
                 break
-            continue
-        if isinstance(msg, tuple):
-            failure = failure or msg
-            shared_stop.set()
-        else:
-            on_progress(msg)
-        if stop.is_set():
-            shared_stop.set()
-    for p in procs:
-        p.join()
-    # drain what the last batches reported
-    while True:
-        try:
-            msg = reports.get_nowait()
-        except queue.Empty:
-            break
-        if not isinstance(msg, tuple):
-            on_progress(msg)
-    if failure:
-        raise DocshiftError(f"stream {failure[1]!r} failed:\n{failure[2]}")
-    crashed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-    if crashed and not stop.is_set():
-        raise DocshiftError(
-            f"{len(crashed)} worker process(es) ended unexpectedly (exit codes "
-            f"{', '.join(map(str, crashed))})",
-            hint="Nothing committed is lost: re-run to resume from the checkpoints.")
+            if not isinstance(msg, tuple):
+                on_progress(msg)
+        if failure:
+            raise DocshiftError(f"work unit {failure[1]!r} failed:\n{failure[2]}")
+        crashed = [p.exitcode for p in self.procs if p.exitcode not in (0, None)]
+        if crashed and not stop.is_set():
+            raise DocshiftError(
+                f"{len(crashed)} worker process(es) ended unexpectedly (exit codes "
+                f"{', '.join(map(str, crashed))})",
+                hint="Nothing committed is lost: re-run to resume from the checkpoints.")
+
+    def close(self) -> None:
+        """No more work: each worker exits once the queue is empty."""
+        if not self._closed:
+            for _ in self.procs:
+                self.tasks.put(None)
+            self._closed = True
+
+    def shutdown(self) -> None:
+        """Stop the workers (after an error before or during the load)."""
+        self.close()
+        self.stop.set()
+        for p in self.procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
 
 
 def _summarize(conn: psycopg.Connection, m: Mapping, run_id: int, started: float,
