@@ -27,7 +27,6 @@ import psutil
 import psycopg
 from bson import ObjectId
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 MAPPING = """
 source: {kind: mongodump, path: "%(path)s"}
@@ -127,15 +126,6 @@ class PeakMemory:
         self._t.join()
 
 
-def fresh_db(server: str, name: str) -> str:
-    with psycopg.connect(server, autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    p = conninfo_to_dict(server)
-    p["dbname"] = name
-    return make_conninfo(**p)
-
-
 def physical_limit(src_dsn: str, dst_dsn: str, m, tmp: Path) -> float:
     """Server-side binary COPY of the final rows into empty tables + the same builds."""
     from docshift.target.ddl import constraints, create_table
@@ -175,6 +165,7 @@ def main() -> None:
 
     from docshift.run.migrate import RunOptions, migrate
     from docshift.spec import parse_mapping
+    from docshift.target.connect import recreate_database
 
     server = os.environ.get("DOCSHIFT_DSN")
     if not server:
@@ -187,7 +178,7 @@ def main() -> None:
         t0 = time.perf_counter()
         write_dump(tmp / "dump", args.docs)
         print(f"wrote {args.docs:,} documents in {time.perf_counter() - t0:.1f}s")
-        dsn = fresh_db(server, "docshift_bench")
+        dsn = recreate_database(server, "docshift_bench")
         m = parse_mapping(MAPPING % {"path": tmp / "dump", "dsn": dsn}, "bench.yaml")
         # the run uses sub-streams per collection only through workers across streams;
         # one big collection is the worst case for parallelism
@@ -196,7 +187,7 @@ def main() -> None:
             res = migrate(m, dsn, RunOptions(workers=args.workers, batch_size=args.batch_size))
             took = time.perf_counter() - start
         rows = sum(t.rows for t in res.tables)
-        limit_dsn = fresh_db(server, "docshift_bench_limit")
+        limit_dsn = recreate_database(server, "docshift_bench_limit")
         limit = physical_limit(dsn, limit_dsn, m, tmp)
         print(f"docshift run: {took:.2f}s  {args.docs / took:,.0f} documents/s  "
               f"{rows / took:,.0f} rows/s  ({rows:,} rows, workers={args.workers}, "

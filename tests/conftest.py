@@ -16,7 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from docshift.target.connect import recreate_database
 
 _counter = itertools.count()
 
@@ -51,13 +52,8 @@ def make_dsn(server_dsn: str) -> Iterator[Callable[[], str]]:
 
     def make() -> str:
         name = f"dstest_{os.getpid()}_{next(_counter)}"
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         names.append(name)
-        params = conninfo_to_dict(server_dsn)
-        params["dbname"] = name
-        return make_conninfo(**params)
+        return recreate_database(server_dsn, name)
 
     yield make
     with psycopg.connect(server_dsn, autocommit=True) as conn:

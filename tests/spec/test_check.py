@@ -7,65 +7,12 @@ what to do.
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from docshift.errors import MappingError
 from docshift.spec import parse_mapping
 from docshift.spec.check import camel_case, resolve_reference, source_path
 from docshift.spec.model import capture_names, pattern_regex
-
-# line numbers: 6 accounts, 8 its primary_key, 12 contacts, 17 email, 18 account_id
-MONGO = """\
-version: 1
-source:
-  kind: mongodump
-  path: ./dump
-tables:
-  accounts:
-    from: crm_Accounts
-    primary_key: id
-    columns:
-      id: {type: uuid, from: _id}
-      name: text
-  contacts:
-    from: crm_Contacts
-    primary_key: id
-    columns:
-      id: {type: uuid, from: _id}
-      email: text
-      account_id: {type: uuid, from: account, references: accounts}
-"""
-
-# line numbers: 6 clients, 7 keys, 8 where, 11 id, 12 name
-KV = """\
-version: 1
-source:
-  kind: postgres_kv
-  table: kv_store_abc
-tables:
-  clients:
-    keys: 'client:{env}:{id}'
-    where: {env: production}
-    primary_key: id
-    columns:
-      id: {type: uuid, from: $key.id}
-      name: text
-"""
-
-
-def edit(text: str, old: str, new: str) -> str:
-    assert old in text, old
-    return text.replace(old, new, 1)
-
-
-def problems(text: str) -> list[str]:
-    with pytest.raises(MappingError) as info:
-        parse_mapping(text, "m.yaml")
-    for line in info.value.problems:
-        assert re.match(r"m\.yaml:\d+: ", line), line
-    return info.value.problems
+from tests.spec.mappings import KV, MONGO, edit, problems
 
 
 def test_base_mappings_load() -> None:

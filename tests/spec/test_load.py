@@ -14,46 +14,10 @@ import pytest
 from docshift.errors import MappingError
 from docshift.spec import ColumnSpec, IndexSpec, load_mapping, parse_mapping
 from docshift.spec.starter import STARTER
+from tests.spec.mappings import MONGO, edit, problems
 
 DOCS = Path(__file__).parents[2] / "docs" / "mapping.md"
 
-# line numbers:  1 version, 2 source, 5 tables, 6 accounts, 12 contacts, 17 email, 18 account_id
-MONGO = """\
-version: 1
-source:
-  kind: mongodump
-  path: ./dump
-tables:
-  accounts:
-    from: crm_Accounts
-    primary_key: id
-    columns:
-      id: {type: uuid, from: _id}
-      name: text
-  contacts:
-    from: crm_Contacts
-    primary_key: id
-    columns:
-      id: {type: uuid, from: _id}
-      email: text
-      account_id: {type: uuid, from: account, references: accounts}
-"""
-
-
-def edit(text: str, old: str, new: str) -> str:
-    assert old in text, old
-    return text.replace(old, new, 1)
-
-
-def problems(text: str) -> list[str]:
-    """The problem lines of a mapping that must not load; each names file and line."""
-    with pytest.raises(MappingError) as info:
-        parse_mapping(text, "m.yaml")
-    lines = info.value.problems
-    assert lines
-    for line in lines:
-        assert re.match(r"m\.yaml:\d+: ", line), line
-    return lines
 
 
 def test_the_base_mapping_loads() -> None:

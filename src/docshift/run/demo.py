@@ -12,13 +12,12 @@ import os
 import shutil
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 from rich.table import Table
 
 from docshift.errors import DocshiftError
+from docshift.target.connect import recreate_database
 
 DEMO_DATABASES = {"crm": "docshift_demo_crm", "kv": "docshift_demo_kv"}
 KV_TABLE = "kv_store_demo"
@@ -33,15 +32,6 @@ def examples_dir() -> Path:
             return candidate
     raise DocshiftError("cannot find the example mappings (examples/crm/docshift.yaml)",
                         hint="Run the demo from a checkout installed with `pip install -e .`.")
-
-
-def _database(server: str, name: str) -> str:
-    with psycopg.connect(server, autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(server)
-    params["dbname"] = name
-    return make_conninfo(**params)
 
 
 def _psql() -> str:
@@ -75,7 +65,7 @@ def run_demo(console: Console, *, scale: float = 1.0, workers: int = 2) -> int:
     ok = True
     created: list[tuple[str, str, int]] = []
     for kind in ("crm", "kv"):
-        dsn = _database(server, DEMO_DATABASES[kind])
+        dsn = recreate_database(server, DEMO_DATABASES[kind])
         if kind == "crm":
             out = work / "crm-dump"
             console.print(f"Generating a CRM [bold]mongodump[/] in {out.relative_to(home.parent)}…")

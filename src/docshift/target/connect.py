@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from docshift.spec.model import Mapping
@@ -43,3 +44,13 @@ def connect(dsn: str) -> psycopg.Connection:
     params = conninfo_to_dict(dsn)
     params.setdefault("application_name", APPLICATION_NAME)
     return psycopg.connect(make_conninfo(**params), autocommit=True)
+
+
+def recreate_database(server: str, name: str) -> str:
+    """Drop (if it exists) and create database ``name`` on ``server``; return its DSN."""
+    with psycopg.connect(server, autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(server)
+    params["dbname"] = name
+    return make_conninfo(**params)

@@ -35,7 +35,8 @@ _MISS = object()
 _INLINE_DEPTH = 3
 
 
-def _walk(segments: tuple[str, ...], value: Any) -> Any:
+def walk_path(segments: tuple[str, ...], value: Any) -> Any:
+    """Follow ``segments`` through dicts (and list indexes); None where the path ends."""
     for s in segments:
         if type(value) is dict:
             value = value.get(s)
@@ -85,7 +86,7 @@ def getter_source(path: str, consts: dict[str, Any]) -> str:
 def compile_row(columns: list[CompiledColumn], cache_keys: list[str | None],
                 tail_extra: bool) -> RowFunction:
     """One function building a row of ``columns`` (plus catch-all slot and source key)."""
-    consts: dict[str, Any] = {"_walk": _walk, "_EMPTY": _EMPTY, "_MISS": _MISS,
+    consts: dict[str, Any] = {"_walk": walk_path, "_EMPTY": _EMPTY, "_MISS": _MISS,
                               "ConversionError": ConversionError,
                               "PATHS": tuple(c.path for c in columns)}
     uses_item = any(c.path.startswith("$item.") for c in columns)

@@ -21,7 +21,7 @@ from docshift.errors import ConversionError
 from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.check import resolve_reference, source_path
 from docshift.spec.model import ColumnSpec, FeedSpec, Mapping, TableSpec, pattern_regex
-from docshift.transform.codegen import RowFunction, compile_row, is_plain
+from docshift.transform.codegen import RowFunction, compile_row, is_plain, walk_path
 from docshift.transform.convert import ConvertOptions, converter_for, to_json_value
 from docshift.transform.pgtypes import PgType, parse_type
 
@@ -35,20 +35,6 @@ It is dropped when the table is finalized."""
 # unnested item) are converted once and shared by every row and table built from it.
 Ctx = tuple[Any, str, dict[str, str], Any, int, Any, dict[Any, Any]]
 Getter = Callable[[Ctx], Any]
-
-
-def _walk(segments: tuple[str, ...], value: Any) -> Any:
-    for s in segments:
-        if type(value) is dict:
-            value = value.get(s)
-        elif type(value) is list and s.isdigit():
-            i = int(s)
-            value = value[i] if i < len(value) else None
-        else:
-            return None
-        if value is None:
-            return None
-    return value
 
 
 def compile_getter(path: str) -> Getter:
@@ -65,14 +51,14 @@ def compile_getter(path: str) -> Getter:
     if head == "$item":
         if not segs:
             return lambda ctx: ctx[3]
-        return lambda ctx: _walk(segs, ctx[3])
+        return lambda ctx: walk_path(segs, ctx[3])
     if head == "$":
-        return lambda ctx: _walk(segs, ctx[0]) if segs else ctx[0]
+        return lambda ctx: walk_path(segs, ctx[0]) if segs else ctx[0]
     all_segs = tuple(path.split("."))
     if len(all_segs) == 1:
         name = all_segs[0]
         return lambda ctx: ctx[0].get(name) if type(ctx[0]) is dict else None
-    return lambda ctx: _walk(all_segs, ctx[0])
+    return lambda ctx: walk_path(all_segs, ctx[0])
 
 
 @dataclass(slots=True)
