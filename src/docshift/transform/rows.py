@@ -135,7 +135,7 @@ class CompiledFeed:
     row: RowFunction | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Rejection:
     """Why a document was not loaded."""
 
@@ -145,7 +145,7 @@ class Rejection:
     table: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class DocumentRows:
     """What one document gives: rows per table, or a rejection; and unmapped paths."""
 
