@@ -101,14 +101,18 @@ def compile_row(columns: list[CompiledColumn], cache_keys: list[str | None],
         lines = [f"f = {i}"]
         if is_plain(c):
             consts[f"c{i}"] = c.convert
+            call = f"c{i}(v)"
+            if c.fast is not None:
+                consts.update(c.fast.names or {})
+                call = f"({c.fast.result} if {c.fast.condition} else c{i}(v))"
             lines.append(f"v = {getter_source(c.path, consts)}")
             if c.nullable:
-                lines.append(f"v = None if v is None else c{i}(v)")
+                lines.append(f"v = None if v is None else {call}")
             else:
                 lines += ["if v is None:",
                           "    raise ConversionError('required value is missing or null', "
                           "error_class='missing_required')",
-                          f"v = c{i}(v)"]
+                          f"v = {call}"]
         else:
             consts[f"V{i}"] = c.value
             lines.append(f"v = V{i}(ctx)")

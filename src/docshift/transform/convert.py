@@ -703,6 +703,49 @@ def _scalar_converter(t: PgType, options: ConvertOptions) -> Converter:
     raise ValueError(f"no converter for type {t.sql!r}")
 
 
+@dataclass(frozen=True)
+class FastPath:
+    """The common case of a converter, for generated code to inline.
+
+    When ``condition`` (a Python expression over ``v``) holds, the converter would return
+    ``result`` (an expression over ``v``); otherwise the converter itself must be called.
+    Names the expressions use are in ``names``. Each fast path repeats the first test of its
+    converter above, so both always agree.
+    """
+
+    condition: str
+    result: str = "v"
+    names: dict[str, Any] | None = None
+
+
+def fast_path(t: PgType, options: ConvertOptions = DEFAULT_OPTIONS) -> FastPath | None:
+    """The inlinable common case of ``converter_for(t, options)``, if it has one."""
+    if t.array:
+        return None
+    base = t.base
+    if base in ("text", "varchar"):
+        if t.length is not None or options.max_text_chars is not None:
+            return None
+        # ASCII has no lone surrogates; NUL is ASCII, so it is checked on its own
+        return FastPath("type(v) is str and v.isascii() and '\\x00' not in v")
+    if base in _INT_RANGES:
+        lo, hi = _INT_RANGES[base]
+        return FastPath(f"type(v) is int and {lo} <= v <= {hi}")
+    if base == "double precision":
+        return FastPath("type(v) is float")
+    if base == "boolean":
+        return FastPath("v is True or v is False")
+    if base == "timestamptz":
+        return FastPath("type(v) is datetime and v.tzinfo is UTC",
+                        names={"datetime": datetime, "UTC": UTC})
+    if base == "uuid":
+        from docshift.transform.ids import objectid_to_uuid
+
+        return FastPath("type(v) is ObjectId", "objectid_to_uuid(v)",
+                        {"ObjectId": ObjectId, "objectid_to_uuid": objectid_to_uuid})
+    return None
+
+
 def converter_for(t: PgType, options: ConvertOptions = DEFAULT_OPTIONS) -> Converter:
     """The function that turns one non-None source value into the value to COPY into ``t``.
 

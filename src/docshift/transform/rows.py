@@ -22,7 +22,13 @@ from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.check import resolve_reference, source_path
 from docshift.spec.model import ColumnSpec, FeedSpec, Mapping, TableSpec, pattern_regex
 from docshift.transform.codegen import RowFunction, compile_row, is_plain, walk_path
-from docshift.transform.convert import ConvertOptions, converter_for, to_json_value
+from docshift.transform.convert import (
+    ConvertOptions,
+    FastPath,
+    converter_for,
+    fast_path,
+    to_json_value,
+)
 from docshift.transform.pgtypes import PgType, parse_type
 
 SOURCE_KEY_COLUMN = "__docshift_key"
@@ -77,6 +83,8 @@ class CompiledColumn:
     max_length: int | None
     item_dependent: bool = False
     share_key: Any = None
+    fast: FastPath | None = None
+    """The converter's common case, inlined into the generated row function."""
 
     def value(self, ctx: Ctx) -> Any:
         raw = self.getter(ctx)
@@ -383,6 +391,7 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
             value_map=dict(col.map) if col.map is not None else None,
             enum=frozenset(col.enum) if col.enum is not None else None,
             max_length=col.max_length,
+            fast=fast_path(t, options),
         ))
     if feed.unnest and not feed.unnest.startswith("$"):
         consumed.add(feed.unnest)
