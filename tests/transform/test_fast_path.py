@@ -1,0 +1,38 @@
+"""The inlined fast paths of converters agree with the converters themselves."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from bson import ObjectId
+from hypothesis import given
+from hypothesis import strategies as st
+
+from docshift.transform.convert import converter_for, fast_path
+from docshift.transform.pgtypes import parse_type
+
+TYPES = ["text", "smallint", "integer", "bigint", "double precision", "boolean", "timestamptz",
+         "uuid"]
+
+values = st.one_of(
+    st.text(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.booleans(),
+    st.datetimes(timezones=st.just(dt.UTC)), st.datetimes(),
+    st.binary(min_size=12, max_size=12).map(ObjectId))
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+@given(value=values)
+def test_fast_path_gives_what_the_converter_gives(type_name: str, value: object) -> None:
+    t = parse_type(type_name)
+    fp = fast_path(t)
+    assert fp is not None
+    names = {"v": value, **(fp.names or {})}
+    if not eval(fp.condition, names):  # noqa: S307 - our own expression
+        return
+    assert eval(fp.result, names) == converter_for(t)(value)  # noqa: S307
+
+
+@pytest.mark.parametrize("type_name", ["varchar(3)", "text[]", "numeric(5,2)", "jsonb", "real"])
+def test_types_with_extra_checks_have_no_fast_path(type_name: str) -> None:
+    assert fast_path(parse_type(type_name)) is None
