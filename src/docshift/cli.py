@@ -107,7 +107,7 @@ def run(
     """Migrate (or resume migrating) the source into the target."""
     from docshift.report.console import RichUI, print_findings, summary_table
     from docshift.run.migrate import RunOptions, migrate
-    from docshift.target.connect import target_dsn
+    from docshift.target.connect import redact, target_dsn
     from docshift.transform.rows import compile_streams
 
     with _errors():
@@ -116,6 +116,8 @@ def run(
             _dry_run(m, dsn)
             return
         d = target_dsn(m, dsn)
+        console.print(f"{m.source.kind} → {redact(d)} (schema {m.target.schema_}, "
+                      f"{m.target.mode} mode)", highlight=False, markup=False)
         tables_of = {s: p.tables for s, p in compile_streams(m).items()}
         opts = RunOptions(workers=workers, batch_size=batch_size, restart=restart,
                           max_errors=max_errors, split_min_docs=split_min_docs)

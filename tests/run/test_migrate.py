@@ -169,3 +169,12 @@ def test_summary_json(mapping: Path, tmp_path: Path) -> None:
     rows = {t["table"]: t["rows"] for t in data["tables"]}
     assert rows == expected_rows()
     assert data["quarantined"] == len(EXPECTED_REJECTS)
+
+
+def test_passwords_in_the_dsn_are_never_printed(tmp_path: Path, dsn: str) -> None:
+    dump = write_dump(tmp_path / "dump", 5, 5, bad=False)
+    secret = dsn + " password=hunter2-secret"
+    mapping = write_mapping(tmp_path / "m.yaml", dump, secret)
+    res = runner.invoke(app, ["run", "-c", str(mapping)])
+    assert res.exit_code == 0, res.output
+    assert "hunter2" not in res.output and "password=***" in res.output
