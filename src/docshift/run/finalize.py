@@ -53,6 +53,7 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int, log: Any = None,
     concurrently; foreign keys always run one by one, parents before children.
     """
     rep = FinalizeReport()
+    _tune(conn)
     order = m.tables_in_load_order()
     plans = compile_streams(m)
     # quarantine rows name the source stream(s) that feed the table
@@ -85,6 +86,7 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int, log: Any = None,
 
         def work(group: list[Step]) -> None:
             with connect(dsn) as c:
+                _tune(c)
                 for name, fn in group:
                     run(c, name, fn)
 
@@ -132,6 +134,16 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int, log: Any = None,
         sql.SQL("ANALYZE {}").format(qualified(m.target.schema_, t))))] for t in order])
     _collect_details(conn, run_id, rep)
     return rep
+
+
+MAINTENANCE_WORK_MEM = "256MB"
+"""Memory for each key and index build (PostgreSQL's default, 64MB, spills large sorts to
+disk); set per session, for docshift's own connections only."""
+
+
+def _tune(conn: psycopg.Connection) -> None:
+    conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(
+        sql.Literal(MAINTENANCE_WORK_MEM)))
 
 
 def _unique_keys(conn: psycopg.Connection, m: Mapping, t: str) -> list[list[str]]:
