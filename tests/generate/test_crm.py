@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,35 @@ def test_same_seed_gives_the_same_bytes(tmp_path: Path, fmt: str) -> None:
     mb = generate_crm(str(b), scale=0.2, seed=3, bad_rate=0.1, edge_cases=True, fmt=fmt)
     assert digest(a) == digest(b)
     assert ma.to_json() == mb.to_json()
+
+
+@pytest.mark.parametrize("fmt", ["mongodump", "mongodump-gz", "mongoexport"])
+def test_worker_processes_change_no_byte(tmp_path: Path, fmt: str) -> None:
+    opts: dict[str, Any] = {"scale": 0.3, "seed": 7, "bad_rate": 0.1, "edge_cases": True,
+                            "fmt": fmt}
+    one = generate_crm(str(tmp_path / "one"), workers=1, **opts)
+    three = generate_crm(str(tmp_path / "three"), workers=3, **opts)
+    assert digest(tmp_path / "one") == digest(tmp_path / "three")
+    assert one.to_json() == three.to_json()
+
+
+def test_export_lines_read_like_mongoexport_output(tmp_path: Path) -> None:
+    from docshift.sources.bsonvalues import ejson_loads, ejson_loads_slow
+
+    generate_crm(str(tmp_path), scale=0.2, seed=4, edge_cases=True, fmt="mongoexport")
+    for name in ("Users", "crm_Contacts", "Invoices"):
+        for line in (tmp_path / f"{name}.json").read_bytes().split(b"\n")[:-1]:
+            assert ejson_loads(line) == ejson_loads_slow(line)
+    # as mongoexport writes them: compact, ids as $oid, dates as $date ISO strings (UTC,
+    # milliseconds) from 1970 on and as $numberLong milliseconds before
+    lines = (tmp_path / "crm_Contacts.json").read_bytes().split(b"\n")[:-1]
+    assert all(line.startswith(b'{"_id":{"$oid":"') for line in lines)
+    docs = [json.loads(line) for line in lines]
+    assert all(set(d["_id"]) == {"$oid"} for d in docs)
+    dates = [d["created_on"]["$date"] for d in docs if isinstance(d["created_on"], dict)]
+    assert any(isinstance(v, dict) and int(v["$numberLong"]) < 0 for v in dates)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", v)
+               for v in dates if isinstance(v, str))
 
 
 def test_different_seeds_differ(tmp_path: Path) -> None:

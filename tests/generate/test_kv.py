@@ -56,6 +56,16 @@ def test_same_seed_gives_the_same_bytes(tmp_path: Path) -> None:
     assert sha(tmp_path / "a" / "kv.jsonl") != sha(tmp_path / "c" / "kv.jsonl")
 
 
+def test_worker_processes_change_no_byte(tmp_path: Path) -> None:
+    opts: dict[str, Any] = {"scale": 0.3, "seed": 5, "edge_cases": True, "bad_rate": 0.1}
+    one = generate_kv(str(tmp_path / "one" / "kv.jsonl"), workers=1, **opts)
+    three = generate_kv(str(tmp_path / "three" / "kv.jsonl"), workers=3, **opts)
+    assert ((tmp_path / "one" / "kv.jsonl").read_bytes()
+            == (tmp_path / "three" / "kv.jsonl").read_bytes())
+    assert one.to_json() == three.to_json()
+    assert not list((tmp_path / "three").glob(".docshift-kv-*"))  # part files are gone
+
+
 def test_lines_decode_and_keys_are_unique(tmp_path: Path) -> None:
     m = generate_kv(str(tmp_path / "kv.jsonl"), scale=0.3, seed=0)
     rows = read_jsonl(tmp_path / "kv.jsonl")
@@ -199,6 +209,20 @@ def test_writes_a_kv_store_table(dsn: str, tmp_path: Path) -> None:
     assert len(rows) == m.total_documents == len(lines)
     assert {k: v for k, v, _, _ in rows} == lines
     assert all(c is not None and u >= c for _, _, c, u in rows)
+    # one second per key, in the order of the .jsonl file
+    assert [k for k, _, _, _ in sorted(rows, key=lambda r: r[2])] == list(lines)
+    assert len({c for _, _, c, _ in rows}) == len(rows)
+
+
+def test_worker_processes_load_the_same_table(dsn: str, tmp_path: Path) -> None:
+    path = tmp_path / "kv.jsonl"
+    generate_kv(str(path), scale=0.2, seed=4, bad_rate=0.1)
+    generate_kv(dsn, scale=0.2, seed=4, bad_rate=0.1, table="kv_store_workers", workers=2,
+                manifest_path=str(tmp_path / "m.json"))
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT key, value FROM kv_store_workers "
+                            "ORDER BY created_at").fetchall()
+    assert [(k, v) for k, v in rows] == [(r["key"], r["value"]) for r in read_jsonl(path)]
 
 
 def test_refuses_to_overwrite_a_table_unless_asked(dsn: str, tmp_path: Path) -> None:

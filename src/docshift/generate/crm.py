@@ -14,17 +14,36 @@ links to nothing, so its quarantine is the only effect it has. See ``docs/datase
 
 from __future__ import annotations
 
-import functools
-import random
+import multiprocessing
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from bson import ObjectId
+from bson.datetime_ms import DatetimeMS
 
-from docshift.generate.manifest import DefectPlan, Manifest, Tally, int_hash, unit_hash
+from docshift.generate.draw import (
+    EDGE_VARIANTS,
+    INT64_MAX,
+    MISSING,
+    TEXT_VARIANTS,
+    Draws,
+    epoch_ms,
+    iso_ms,
+    megabyte_text,
+    mix64,
+    strip_missing,
+)
+from docshift.generate.manifest import (
+    DefectPlan,
+    ExpectedReject,
+    Manifest,
+    Tally,
+    int_hash,
+)
 from docshift.generate.writers import DatasetSink, dataset_sink
 
 LARGE_SCALE = 50.0
@@ -86,6 +105,10 @@ PAYMENT_STATUS = ["UNPAID", "PAID", "OVERDUE"]
 EMPLOYEE_STATUS = ["ACTIVE", "INACTIVE"]
 MIME_TYPES = ["application/pdf", "image/png", "image/jpeg", "text/plain",
               "application/vnd.openxmlformats-officedocument.wordprocessingml.document"]
+INSURANCE = ["basic", "extended", None]
+LEAD_SOURCES = ["web", "referral", "event", "cold call", "ads"]
+SECTION_TITLES = ["Backlog", "To do", "In progress", "Review", "Done"]
+VAT_RATES = [0, 10, 15, 21]
 ENUM_MAX = 4
 """The most values any enum of the dataset has (edge cases give each value a document)."""
 
@@ -109,58 +132,23 @@ _DANGLING = 0xFFFF
 _BASE_SECONDS = int(datetime(2022, 1, 3, tzinfo=UTC).timestamp())
 DATE_FROM = datetime(2021, 1, 1, tzinfo=UTC)
 DATE_SPAN_MS = 3 * 365 * 86_400_000
-MIN_DATE = datetime(1900, 1, 1, tzinfo=UTC)
-MAX_DATE = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+# BSON dates are held as DatetimeMS (milliseconds since 1970): cheaper to make than a datetime
+# (no timedelta arithmetic) and to encode than an aware one (no utcoffset() call), and they
+# decode to the same value.
+_FROM_MS = epoch_ms(DATE_FROM)
+MIN_DATE = DatetimeMS(datetime(1900, 1, 1, tzinfo=UTC))
+MAX_DATE = DatetimeMS(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC))
 ISO_DATE_SHARE = 0.05
 """Share of dates written as ISO-8601 strings instead of BSON dates."""
 ONE_SIDED_SHARE = 0.10
 """Share of many-to-many pairs stored on one side only."""
+SMALL_COLLECTION = 4096
+"""Collections up to this size keep their ids in memory (bounded: ~100 bytes each)."""
 
 # --------------------------------------------------------------------------- edge cases
 
-EMOJI_TEXT = "Party 🎉 rocket 🚀 family 👨‍👩‍👧‍👦 flag 🇨🇿 ok 👍🏽"
-RTL_TEXT = "שלום עולם — مرحبا بالعالم"
-COMBINING_TEXT = "Cafe\u0301 n\u0303o Z\u0335\u0321a\u0334l\u0338g\u0336o A\u030a"
-MIXED_TEXT = "Ünïcödé ✓ 漢字 かな 한국어 Ελληνικά Ωμέγα"
-SPECIAL_TEXT = ("O'Reilly & \"Sons\" <b>bold</b> \\back\\slash\ttab\nnew line %s {0} "
-                "$where; DROP TABLE users;-- \u200bzero\u2028sep")
-MEGABYTE = 1 << 20
-EDGE_VARIANTS = ("nulls", "missing", "empty_arrays", "unicode_emoji", "unicode_rtl",
-                 "unicode_combining", "unicode_mixed", "special_chars", "min_date", "max_date",
-                 "iso_dates", "big_numbers", "long_text")
-"""Edge-case documents 1..13 of every collection, one variant each; the next ENUM_MAX
-documents take every enum value in turn."""
 EDGE_RESERVED = 1 + len(EDGE_VARIANTS) + ENUM_MAX
 _ISOLATED = frozenset({"nulls", "missing", "empty_arrays"})
-TEXT_VARIANTS = {"unicode_emoji": EMOJI_TEXT, "unicode_rtl": RTL_TEXT,
-                  "unicode_combining": COMBINING_TEXT, "unicode_mixed": MIXED_TEXT,
-                  "special_chars": SPECIAL_TEXT}
-INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
-
-
-@functools.cache
-def megabyte_text() -> str:
-    """A 1 MiB string (ASCII, so also 1 MiB of UTF-8)."""
-    unit = "docshift edge case: one megabyte of text. "
-    return (unit * (MEGABYTE // len(unit) + 1))[:MEGABYTE]
-
-
-class _Missing:
-    """Marks a field to leave out of the document."""
-
-
-MISSING: Any = _Missing()
-
-
-def strip_missing(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` without the fields marked MISSING."""
-    return {k: v for k, v in doc.items() if v is not MISSING}
-
-
-def iso(d: datetime) -> str:
-    """``d`` as JavaScript's ``toISOString`` writes it (milliseconds, ``Z``)."""
-    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
 
 
 # --------------------------------------------------------------------------- text pools
@@ -203,8 +191,9 @@ class Link:
     """A many-to-many link between two collections, stored on both sides.
 
     Left ``i`` and right ``j`` are linked when they fall in the same group (``i % groups ==
-    j % groups``), both may link, and a hash of (seed, name, i, j) is below ``p``. A linked
-    pair is stored on both sides, except a ``ONE_SIDED_SHARE`` that only one side holds.
+    j % groups``), both may link, and a hash of (seed, name, i, j) falls in the lowest share
+    ``p`` of its range. A linked pair is stored on both sides, except a ``ONE_SIDED_SHARE``
+    that only one side holds: the lowest hashes of the linked range, so one hash decides both.
     """
 
     name: str
@@ -212,179 +201,172 @@ class Link:
     right: str
     groups: int
     p: float
-
-
-@dataclass
-class Context:
-    """Settings and derived helpers shared by every collection builder."""
-
-    seed: int
-    scale: float
-    edge: bool
-    bad_rate: float
-    counts: dict[str, int]
-    pools: Pools
-    tally: Tally = field(default_factory=Tally)
-    plans: dict[str, DefectPlan] = field(default_factory=dict)
-    links: dict[str, Link] = field(default_factory=dict)
-    salt: bytes = b""
-    dangling_n: int = 0
+    key: int = 0
+    """Mixed into every pair's hash; derived from (seed, name)."""
+    cut: int = field(init=False)
+    left_only: int = field(init=False)
+    right_only: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.salt = int_hash(self.seed, "objectid-salt", bits=24).to_bytes(3, "big")
+        # thresholds on the 64-bit pair hash
+        self.cut = int(self.p * 2.0**64)
+        self.left_only = int(self.p * ONE_SIDED_SHARE / 2 * 2.0**64)
+        self.right_only = int(self.p * ONE_SIDED_SHARE * 2.0**64)
+
+
+class Context(Draws):
+    """Settings, random draws and derived helpers shared by every collection builder."""
+
+    ENUM_MAX = ENUM_MAX
+
+    def __init__(self, seed: int, scale: float, edge: bool, bad_rate: float,
+                 counts: dict[str, int], pools: Pools) -> None:
+        super().__init__(edge)
+        self.seed = seed
+        self.scale = scale
+        self.bad_rate = bad_rate
+        self.counts = counts
+        self.pools = pools
+        self.tally = Tally()
+        self.links: dict[str, Link] = {}
+        self.dangling_n = 0
+        self._dangling_base = 0
+        salt = int_hash(seed, "objectid-salt", bits=24)
+        # an ObjectId as a 96-bit number: time (4 bytes), salt (3), collection (2), index (3)
+        self._oid_base = {coll: _BASE_SECONDS << 64 | salt << 40 | code << 24
+                          for coll, code in _CODES.items()}
+        self._oid_base[""] = _BASE_SECONDS << 64 | salt << 40 | _DANGLING << 24
+        self.plans = {coll: DefectPlan(seed, coll, bad_rate, DEFECT_KINDS.get(coll, []),
+                                       EDGE_RESERVED if edge else 1) for coll in counts}
+        # per collection: None when no document of it is bad (the usual case: no check)
+        self._bad: dict[str, Callable[[int], bool] | None] = {
+            coll: plan.is_bad if plan.rate else None for coll, plan in self.plans.items()}
+        # what ref() needs per collection: size, badness, id base, and for a small collection
+        # (users, lookups…: the most referenced) room to keep each id once it is made
+        self._targets: dict[str, tuple[int, Callable[[int], bool] | None, int,
+                                       list[ObjectId | None] | None]] = {
+            coll: (n, self._bad[coll], self._oid_base[coll],
+                   [None] * n if n <= SMALL_COLLECTION else None)
+            for coll, n in counts.items()}
 
     # ids --------------------------------------------------------------------
 
     def oid(self, coll: str, k: int) -> ObjectId:
         """The ObjectId of document ``k`` of ``coll``: sorts like ``k``, unique per collection."""
-        return ObjectId((_BASE_SECONDS + k).to_bytes(4, "big") + self.salt
-                        + _CODES[coll].to_bytes(2, "big") + (k & 0xFFFFFF).to_bytes(3, "big"))
+        return ObjectId(((k << 64) + (k & 0xFFFFFF) + self._oid_base[coll]).to_bytes(12, "big"))
+
+    def begin(self, coll: str) -> None:
+        """Start on collection ``coll``: its random stream, its own dangling ids."""
+        self.stream(f"{self.seed}:{coll}")
+        self._dangling_base = _CODES[coll] << 24
+        self.dangling_n = 0
 
     def dangling(self) -> ObjectId:
-        """An ObjectId that no generated document has."""
+        """An ObjectId that no generated document has (distinct across collections)."""
         self.dangling_n += 1
-        k = self.dangling_n
-        return ObjectId((_BASE_SECONDS + k).to_bytes(4, "big") + self.salt
-                        + _DANGLING.to_bytes(2, "big") + (k & 0xFFFFFF).to_bytes(3, "big"))
+        return self.oid("", self._dangling_base + self.dangling_n)
 
     # which documents are sound, and which are edge cases ------------------------
 
     def plan(self, coll: str) -> DefectPlan:
-        plan = self.plans.get(coll)
-        if plan is None:
-            plan = DefectPlan(self.seed, coll, self.bad_rate, DEFECT_KINDS.get(coll, []),
-                              EDGE_RESERVED if self.edge else 1)
-            self.plans[coll] = plan
-        return plan
+        return self.plans[coll]
 
     def good(self, coll: str, k: int) -> bool:
-        return not self.plan(coll).is_bad(k)
-
-    def variant(self, k: int) -> str | None:
-        if self.edge and 1 <= k <= len(EDGE_VARIANTS):
-            return EDGE_VARIANTS[k - 1]
-        return None
+        bad = self._bad[coll]
+        return bad is None or not bad(k)
 
     def linkable(self, coll: str, k: int) -> bool:
-        return self.good(coll, k) and self.variant(k) not in _ISOLATED
+        if self.edge and self.variant(k) in _ISOLATED:
+            return False
+        bad = self._bad[coll]
+        return bad is None or not bad(k)
 
-    def ref(self, coll: str, rng: random.Random) -> ObjectId:
+    def ref(self, coll: str) -> ObjectId:
         """The id of a random sound document of ``coll``."""
-        n = self.counts[coll]
-        k = rng.randrange(n)
-        while not self.good(coll, k):
-            k = (k + 1) % n
-        return self.oid(coll, k)
+        n, bad, base, ids = self._targets[coll]
+        k = int(self.rnd() * n)
+        if bad is not None:
+            while bad(k):
+                k = (k + 1) % n
+        if ids is None:
+            return ObjectId(((k << 64) + (k & 0xFFFFFF) + base).to_bytes(12, "big"))
+        oid = ids[k]
+        if oid is None:
+            oid = ids[k] = ObjectId(((k << 64) + (k & 0xFFFFFF) + base).to_bytes(12, "big"))
+        return oid
 
-    def refs(self, coll: str, rng: random.Random, most: int) -> list[ObjectId]:
+    def refs(self, coll: str, most: int) -> list[ObjectId]:
         """Up to ``most`` distinct ids of sound documents of ``coll``."""
         n = self.counts[coll]
-        want = min(rng.randrange(most + 1), n)
-        start = rng.randrange(n)
+        want = min(self.below(most + 1), n)
+        start = self.below(n)
+        step = 7 if n % 7 else 1
         out = []
         for i in range(n):
             if len(out) == want:
                 break
-            k = (start + i * 7) % n if n % 7 else (start + i) % n
+            k = (start + i * step) % n
             if self.good(coll, k):
                 out.append(self.oid(coll, k))
         return list(dict.fromkeys(out))
 
     # links ----------------------------------------------------------------------
 
-    def linked(self, link: Link, i: int, j: int) -> bool:
-        return (self.linkable(link.left, i) and self.linkable(link.right, j)
-                and unit_hash(self.seed, link.name, i, j) < link.p)
-
-    def side(self, link: Link, i: int, j: int) -> str:
-        """Which side stores pair (i, j): ``both``, ``left`` or ``right``."""
-        h = unit_hash(self.seed, link.name, "side", i, j)
-        if h < ONE_SIDED_SHARE / 2:
-            return "left"
-        if h < ONE_SIDED_SHARE:
-            return "right"
-        return "both"
-
-    def partners_of_left(self, link: Link, i: int) -> list[int]:
-        """Right indexes linked to left ``i``, ascending."""
+    def link_left(self, link: Link, i: int) -> tuple[int, list[ObjectId]]:
+        """Left ``i``'s pairs: how many, and the ids of the right documents it stores."""
         if not self.linkable(link.left, i):
-            return []
-        return [j for j in range(i % link.groups, self.counts[link.right], link.groups)
-                if self.linked(link, i, j)]
+            return 0, []
+        pairs, stored = 0, []
+        key, right = link.key ^ (i << 32), link.right
+        for j in range(i % link.groups, self.counts[right], link.groups):
+            h = mix64(key ^ j)
+            if h < link.cut and self.linkable(right, j):
+                pairs += 1
+                if not link.left_only <= h < link.right_only:
+                    stored.append(self.oid(right, j))
+        return pairs, stored
 
-    def partners_of_right(self, link: Link, j: int) -> list[int]:
-        """Left indexes linked to right ``j``, ascending."""
+    def link_right(self, link: Link, j: int) -> tuple[int, list[ObjectId]]:
+        """Right ``j``'s pairs: how many, and the ids of the left documents it stores."""
         if not self.linkable(link.right, j):
-            return []
-        return [i for i in range(j % link.groups, self.counts[link.left], link.groups)
-                if self.linked(link, i, j)]
-
-    def stored_on_left(self, link: Link, i: int, partners: list[int]) -> list[ObjectId]:
-        return [self.oid(link.right, j) for j in partners if self.side(link, i, j) != "right"]
-
-    def stored_on_right(self, link: Link, j: int, partners: list[int]) -> list[ObjectId]:
-        return [self.oid(link.left, i) for i in partners if self.side(link, i, j) != "left"]
+            return 0, []
+        pairs, stored = 0, []
+        left = link.left
+        for i in range(j % link.groups, self.counts[left], link.groups):
+            h = mix64(link.key ^ (i << 32) ^ j)
+            if h < link.cut and self.linkable(left, i):
+                pairs += 1
+                if h >= link.left_only:
+                    stored.append(self.oid(left, i))
+        return pairs, stored
 
     # values ---------------------------------------------------------------------
 
-    def date(self, rng: random.Random, variant: str | None) -> datetime | str:
+    def date(self) -> DatetimeMS | str:
         """A BSON date (or, 5% of the time, an ISO string) in 2021-2023."""
-        d = DATE_FROM + timedelta(milliseconds=rng.randrange(DATE_SPAN_MS))
-        if variant == "min_date":
-            return MIN_DATE
-        if variant == "max_date":
-            return MAX_DATE
-        if variant == "iso_dates" or rng.random() < ISO_DATE_SHARE:
-            return iso(d)
-        return d
+        ms = _FROM_MS + int(self.rnd() * DATE_SPAN_MS)
+        v = self.v
+        if v is not None:
+            if v == "min_date":
+                return MIN_DATE
+            if v == "max_date":
+                return MAX_DATE
+            if v == "iso_dates":
+                return iso_ms(ms)
+        if self.rnd() < ISO_DATE_SHARE:
+            return iso_ms(ms)
+        return DatetimeMS(ms)
 
-    def opt(self, rng: random.Random, value: Any, variant: str | None) -> Any:
-        """``value``, or sometimes null, or sometimes a missing field."""
-        r = rng.random()
-        if variant == "nulls":
-            return None
-        if variant == "missing":
-            return MISSING
-        if r < 0.07:
-            return None
-        if r < 0.14:
-            return MISSING
-        return value
-
-    def text(self, variant: str | None, normal: str) -> str:
-        """``normal``, or the edge-case text of ``variant``."""
-        return TEXT_VARIANTS.get(variant or "", normal)
-
-    def prose(self, rng: random.Random, variant: str | None, normal: str) -> Any:
-        """Optional free text: ``normal`` (or null, or missing), the edge-case text of
-        ``variant``, or 1 MiB of text for the ``long_text`` variant."""
-        if variant == "long_text":
+    def prose(self, normal: str) -> Any:
+        """Optional free text: ``normal`` (or null, or missing), the edge-case text of the
+        variant, or 1 MiB of text for the ``long_text`` variant."""
+        if self.v == "long_text":
             return megabyte_text()
-        return self.opt(rng, self.text(variant, normal), variant)
-
-    def enum(self, rng: random.Random, k: int, values: list[str]) -> str:
-        """A value of ``values``; edge-case documents take every value in turn."""
-        first = 1 + len(EDGE_VARIANTS)
-        if self.edge and first <= k < first + ENUM_MAX:
-            return values[(k - first) % len(values)]
-        return rng.choice(values)
-
-    def array(self, variant: str | None, items: list[Any]) -> Any:
-        """An array field: null, missing or empty for the matching edge cases."""
-        if variant == "nulls":
-            return None
-        if variant == "missing":
-            return MISSING
-        if variant == "empty_arrays":
-            return []
-        return items
-
-    def count(self, n: int, variant: str | None) -> int:
-        return INT32_MAX if variant == "big_numbers" else n
+        return self.opt(self.text(normal))
 
 
 Rows = dict[str, int]
-Builder = Callable[[Context, int, random.Random, "str | None"], tuple[dict[str, Any], Rows]]
+Builder = Callable[[Context, int, "str | None"], tuple[dict[str, Any], Rows]]
 DefectFn = Callable[[Context, int, dict[str, Any]], tuple[str, str, str]]
 """Damages a document in place; returns (table, field, error_class) docshift reports."""
 
@@ -395,9 +377,11 @@ def _links(c: Context) -> dict[str, Link]:
     n = c.counts
     return {
         "watchers": Link("account_watchers", "Users", "crm_Accounts",
-                         max(1, n["Users"] // 2), 0.12),
+                         max(1, n["Users"] // 2), 0.12,
+                         key=int_hash(c.seed, "account_watchers")),
         "documents": Link("document_accounts", "Documents", "crm_Accounts",
-                          max(1, n["Documents"] // 3), 0.5),
+                          max(1, n["Documents"] // 3), 0.5,
+                          key=int_hash(c.seed, "document_accounts")),
     }
 
 
@@ -434,239 +418,240 @@ LOOKUP_TABLES = {
 
 
 # --------------------------------------------------------------------------- builders
+# Each builder takes the context, the document's index and its edge-case variant, and
+# returns the document with the rows it adds to each table when it is sound. Fields are
+# drawn in the order they are written, so the output depends on nothing but the seed.
 
 
 def user_email(c: Context, j: int) -> str:
     """User ``j``'s e-mail address: a pure function, so a duplicate can copy it."""
-    r = random.Random(f"{c.seed}:Users:identity:{j}")
-    first, last, domain = r.choice(c.pools.first), r.choice(c.pools.last), r.choice(
-        c.pools.domain)
+    p = c.pools
+    h = int_hash(c.seed, "Users:identity", j)
+    first, last = p.first[h % len(p.first)], p.last[(h >> 16) % len(p.last)]
+    domain = p.domain[(h >> 32) % len(p.domain)]
     if c.variant(j) == "special_chars":
         return f"{first}.o'{last}+crm.{j}@{domain}".lower()
     return f"{first}.{last}.{j}@{domain}".lower()
 
 
-def _users(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _users(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     p = c.pools
-    link = c.links["watchers"]
-    partners = c.partners_of_left(link, k)
-    first, last = rng.choice(p.first), rng.choice(p.last)
+    pairs, watching = c.link_left(c.links["watchers"], k)
+    first, last = c.pick(p.first), c.pick(p.last)
     doc = {
         "_id": c.oid("Users", k),
         "__v": 0,
-        "account_name": c.opt(rng, rng.choice(p.company), v),
-        "avatar": c.opt(rng, f"https://avatars.example.com/{k}.png", v),
+        "account_name": c.opt(c.pick(p.company)),
+        "avatar": c.opt(f"https://avatars.example.com/{k}.png"),
         "email": user_email(c, k),
-        "is_account_admin": rng.random() < 0.1,
-        "is_admin": k == 0 or rng.random() < 0.05,
-        "created_on": c.date(rng, v),
-        "lastLoginAt": c.opt(rng, c.date(rng, v), v),
-        "name": c.text(v, f"{first} {last}"),
+        "is_account_admin": c.chance(0.1),
+        "is_admin": c.chance(0.05) or k == 0,
+        "created_on": c.date(),
+        "lastLoginAt": c.opt(c.date()),
+        "name": c.text(f"{first} {last}"),
         "password": f"$2b$10${int_hash(c.seed, 'pw', k, bits=128):032x}",
         "username": f"{first.lower()}{k}",
-        "userStatus": c.enum(rng, k, USER_STATUS),
-        "userLanguage": c.enum(rng, k, LANGUAGES),
-        "watching_accountsIDs": c.array(v, c.stored_on_left(link, k, partners)),
+        "userStatus": c.enum(k, USER_STATUS),
+        "userLanguage": c.enum(k, LANGUAGES),
+        "watching_accountsIDs": c.array(watching),
     }
-    return doc, {"users": 1, "account_watchers": len(partners)}
+    return doc, {"users": 1, "account_watchers": pairs}
 
 
-def _employees(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _employees(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     p = c.pools
-    first, last = rng.choice(p.first), rng.choice(p.last)
+    first, last = c.pick(p.first), c.pick(p.last)
     doc = {
         "_id": c.oid("Employees", k),
         "__v": 0,
-        "avatar": c.opt(rng, f"https://avatars.example.com/e{k}.png", v),
+        "avatar": c.opt(f"https://avatars.example.com/e{k}.png"),
         "email": f"{first}.{last}.e{k}@example.com".lower(),
-        "name": c.text(v, f"{first} {last}"),
-        "salary": c.count(rng.randrange(30_000, 180_000, 500), v),
-        "phone": c.opt(rng, rng.choice(p.phone), v),
-        "position": c.opt(rng, rng.choice(p.job), v),
-        "onBoarding": c.date(rng, v),
-        "IDNumber": c.opt(rng, f"ID{int_hash(c.seed, 'emp', k, bits=32):010d}", v),
-        "taxid": c.opt(rng, f"TX-{k:06d}", v),
-        "address": c.opt(rng, f"{rng.choice(p.street)}, {rng.choice(p.city)}", v),
-        "insurance": c.opt(rng, rng.choice(["basic", "extended", None]), v),
-        "status": c.enum(rng, k, EMPLOYEE_STATUS),
-        "manager": c.opt(rng, c.oid("Employees", rng.randrange(k)) if k else None, v),
+        "name": c.text(f"{first} {last}"),
+        "salary": c.count(c.num(30_000, 180_000, 500)),
+        "phone": c.opt(c.pick(p.phone)),
+        "position": c.opt(c.pick(p.job)),
+        "onBoarding": c.date(),
+        "IDNumber": c.opt(f"ID{c.below(1 << 32):010d}"),
+        "taxid": c.opt(f"TX-{k:06d}"),
+        "address": c.opt(f"{c.pick(p.street)}, {c.pick(p.city)}"),
+        "insurance": c.opt(c.pick(INSURANCE)),
+        "status": c.enum(k, EMPLOYEE_STATUS),
+        "manager": c.opt(c.oid("Employees", c.below(k)) if k else None),
     }
     return doc, {"employees": 1}
 
 
-def _campaigns(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
-    start = c.date(rng, v)
+def _campaigns(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
+    start = c.date()
     doc = {
         "_id": c.oid("crm_campaigns", k),
         "__v": 0,
         "v": 0,
-        "name": c.text(v, f"{rng.choice(c.pools.catch)} {k}"),
-        "description": c.opt(rng, rng.choice(c.pools.sentence), v),
-        "status": c.enum(rng, k, CAMPAIGN_STATUS),
-        "budget": c.count(rng.randrange(1_000, 100_000, 100), v),
+        "name": c.text(f"{c.pick(c.pools.catch)} {k}"),
+        "description": c.opt(c.pick(c.pools.sentence)),
+        "status": c.enum(k, CAMPAIGN_STATUS),
+        "budget": c.count(c.num(1_000, 100_000, 100)),
         "startDate": start,
-        "endDate": c.opt(rng, c.date(rng, v), v),
+        "endDate": c.opt(c.date()),
     }
     return doc, {"campaigns": 1}
 
 
-def _accounts(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _accounts(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     p = c.pools
-    watchers = c.partners_of_right(c.links["watchers"], k)
-    documents = c.partners_of_right(c.links["documents"], k)
-    company = rng.choice(p.company)
+    _, watchers = c.link_right(c.links["watchers"], k)
+    pairs, documents = c.link_right(c.links["documents"], k)
+    company = c.pick(p.company)
     revenue = ("999999999999.99" if v == "big_numbers"
-               else str(rng.randrange(50_000, 50_000_000, 1000)))
+               else str(c.num(50_000, 50_000_000, 1000)))
     doc = {
         "_id": c.oid("crm_Accounts", k),
         "__v": 0,
-        "createdAt": c.date(rng, v),
-        "createdBy": c.ref("Users", rng),
-        "updatedAt": c.opt(rng, c.date(rng, v), v),
-        "updatedBy": c.opt(rng, c.ref("Users", rng), v),
-        "annual_revenue": c.opt(rng, revenue, v),
-        "assigned_to": c.opt(rng, c.ref("Users", rng), v),
-        "billing_city": c.opt(rng, rng.choice(p.city), v),
-        "billing_country": c.opt(rng, rng.choice(p.country), v),
-        "billing_postal_code": c.opt(rng, rng.choice(p.postcode), v),
-        "billing_state": c.opt(rng, rng.choice(p.state), v),
-        "billing_street": c.opt(rng, rng.choice(p.street), v),
-        "shipping": c.opt(rng, {"street": rng.choice(p.street), "city": rng.choice(p.city),
-                                "postal_code": rng.choice(p.postcode),
-                                "country": rng.choice(p.country)}, v),
-        "company_id": c.opt(rng, f"{int_hash(c.seed, 'ico', k, bits=27):08d}", v),
-        "description": c.prose(rng, v, rng.choice(p.paragraph)),
-        "email": c.opt(rng, f"info@{rng.choice(p.domain)}", v),
-        "fax": c.opt(rng, rng.choice(p.phone), v),
-        "industry": c.opt(rng, c.ref("crm_Industry_Type", rng), v),
-        "member_of": c.opt(rng, rng.choice(p.company), v),
-        "name": c.text(v, company),
-        "office_phone": c.opt(rng, rng.choice(p.phone), v),
-        "status": c.enum(rng, k, ACCOUNT_STATUS),
-        "type": c.enum(rng, k, ACCOUNT_TYPES),
-        "vat": c.opt(rng, f"CZ{int_hash(c.seed, 'vat', k, bits=30):09d}", v),
-        "website": c.opt(rng, f"https://www.{rng.choice(p.domain)}", v),
-        "employees": c.opt(rng, c.count(rng.randrange(1, 5000), v), v),
-        "social": c.opt(rng, _free_json(c, rng, v), v),
-        "documentsIDs": c.array(v, c.stored_on_right(c.links["documents"], k, documents)),
-        "watchers": c.array(v, c.stored_on_right(c.links["watchers"], k, watchers)),
+        "createdAt": c.date(),
+        "createdBy": c.ref("Users"),
+        "updatedAt": c.opt(c.date()),
+        "updatedBy": c.opt(c.ref("Users")),
+        "annual_revenue": c.opt(revenue),
+        "assigned_to": c.opt(c.ref("Users")),
+        "billing_city": c.opt(c.pick(p.city)),
+        "billing_country": c.opt(c.pick(p.country)),
+        "billing_postal_code": c.opt(c.pick(p.postcode)),
+        "billing_state": c.opt(c.pick(p.state)),
+        "billing_street": c.opt(c.pick(p.street)),
+        "shipping": c.opt({"street": c.pick(p.street), "city": c.pick(p.city),
+                           "postal_code": c.pick(p.postcode), "country": c.pick(p.country)}),
+        "company_id": c.opt(f"{c.below(1 << 27):08d}"),
+        "description": c.prose(c.pick(p.paragraph)),
+        "email": c.opt(f"info@{c.pick(p.domain)}"),
+        "fax": c.opt(c.pick(p.phone)),
+        "industry": c.opt(c.ref("crm_Industry_Type")),
+        "member_of": c.opt(c.pick(p.company)),
+        "name": c.text(company),
+        "office_phone": c.opt(c.pick(p.phone)),
+        "status": c.enum(k, ACCOUNT_STATUS),
+        "type": c.enum(k, ACCOUNT_TYPES),
+        "vat": c.opt(f"CZ{c.below(1 << 30):09d}"),
+        "website": c.opt(f"https://www.{c.pick(p.domain)}"),
+        "employees": c.opt(c.count(c.num(1, 5000))),
+        "social": c.opt(_free_json(c, v)),
+        "documentsIDs": c.array(documents),
+        "watchers": c.array(watchers),
     }
-    return doc, {"accounts": 1, "document_accounts": len(documents)}
+    return doc, {"accounts": 1, "document_accounts": pairs}
 
 
-def _free_json(c: Context, rng: random.Random, v: str | None) -> dict[str, Any]:
+def _free_json(c: Context, v: str | None) -> dict[str, Any]:
     """A free-form object (JSONB in the target)."""
-    out: dict[str, Any] = {"linkedin": f"https://linkedin.com/company/{rng.randrange(10**6)}",
-                           "followers": rng.randrange(10_000)}
-    if rng.random() < 0.5:
-        out["twitter"] = "@" + rng.choice(c.pools.word)
-    if rng.random() < 0.3:
-        out["extra"] = {"verified": rng.random() < 0.5, "scores": [rng.randrange(100)
-                                                                   for _ in range(3)]}
+    out: dict[str, Any] = {"linkedin": f"https://linkedin.com/company/{c.below(10**6)}",
+                           "followers": c.below(10_000)}
+    if c.chance(0.5):
+        out["twitter"] = "@" + c.pick(c.pools.word)
+    if c.chance(0.3):
+        out["extra"] = {"verified": c.chance(0.5),
+                        "scores": [c.below(100), c.below(100), c.below(100)]}
     if v in TEXT_VARIANTS:
-        out["clé spéciale"] = c.text(v, "")
+        out["clé spéciale"] = c.text("")
         out["key.with.dots"] = True
     return out
 
 
-def _contacts(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _contacts(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     p = c.pools
-    first, last = rng.choice(p.first), rng.choice(p.last)
-    birthday = f"{rng.randrange(1950, 2002)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+    first, last = c.pick(p.first), c.pick(p.last)
+    birthday = f"{c.num(1950, 2002)}-{c.num(1, 13):02d}-{c.num(1, 29):02d}"
     if v == "min_date":
         birthday = "1900-01-01"
     elif v == "max_date":
         birthday = "9999-12-31"
+    tags = c.sample(p.word, c.below(5))
+    if v in TEXT_VARIANTS:
+        tags.append(c.text(""))
     doc = {
         "_id": c.oid("crm_Contacts", k),
         "__v": 0,
         "v": 0,
-        "account": c.opt(rng, c.ref("crm_Accounts", rng), v),
-        "assigned_to": c.opt(rng, c.ref("Users", rng), v),
-        "createdBy": c.ref("Users", rng),
-        "created_on": c.date(rng, v),
-        "updatedAt": c.opt(rng, c.date(rng, v), v),
-        "first_name": c.opt(rng, c.text(v, first), v) if v not in TEXT_VARIANTS
-        else c.text(v, first),
-        "last_name": c.text(v, last) if v != "special_chars" else "O'Brien-\"Smith\"",
-        "email": c.opt(rng, f"{first}.{last}.c{k}@{rng.choice(p.domain)}".lower(), v),
-        "personal_email": c.opt(rng, f"{first}{k}@mail.example".lower(), v),
-        "office_phone": c.opt(rng, rng.choice(p.phone), v),
-        "mobile_phone": c.opt(rng, rng.choice(p.phone), v),
-        "website": c.opt(rng, f"https://{rng.choice(p.domain)}", v),
-        "position": c.opt(rng, rng.choice(p.job), v),
-        "status": rng.random() < 0.85,
-        "type": c.enum(rng, k, CONTACT_TYPES),
-        "birthday": c.opt(rng, birthday, v) if v not in ("min_date", "max_date") else birthday,
-        "tags": c.array(v, rng.sample(p.word, rng.randrange(5))
-                        + ([c.text(v, "")] if v in TEXT_VARIANTS else [])),
-        "notes": c.array(v, [rng.choice(p.sentence) for _ in range(rng.randrange(4))]),
-        "social": c.opt(rng, _free_json(c, rng, v), v),
-        "description": c.prose(rng, v, rng.choice(p.paragraph)),
+        "account": c.opt(c.ref("crm_Accounts")),
+        "assigned_to": c.opt(c.ref("Users")),
+        "createdBy": c.ref("Users"),
+        "created_on": c.date(),
+        "updatedAt": c.opt(c.date()),
+        "first_name": c.opt(first) if v not in TEXT_VARIANTS else c.text(first),
+        "last_name": c.text(last) if v != "special_chars" else "O'Brien-\"Smith\"",
+        "email": c.opt(f"{first}.{last}.c{k}@{c.pick(p.domain)}".lower()),
+        "personal_email": c.opt(f"{first}{k}@mail.example".lower()),
+        "office_phone": c.opt(c.pick(p.phone)),
+        "mobile_phone": c.opt(c.pick(p.phone)),
+        "website": c.opt(f"https://{c.pick(p.domain)}"),
+        "position": c.opt(c.pick(p.job)),
+        "status": c.chance(0.85),
+        "type": c.enum(k, CONTACT_TYPES),
+        "birthday": c.opt(birthday) if v not in ("min_date", "max_date") else birthday,
+        "tags": c.array(tags),
+        "notes": c.array([c.pick(p.sentence) for _ in range(c.below(4))]),
+        "social": c.opt(_free_json(c, v)),
+        "description": c.prose(c.pick(p.paragraph)),
     }
     return doc, {"contacts": 1}
 
 
-def _leads(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _leads(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     p = c.pools
-    first, last = rng.choice(p.first), rng.choice(p.last)
+    first, last = c.pick(p.first), c.pick(p.last)
     doc = {
         "_id": c.oid("crm_Leads", k),
         "__v": 0,
         "v": 0,
-        "createdAt": c.date(rng, v),
-        "createdBy": c.ref("Users", rng),
-        "updatedAt": c.opt(rng, c.date(rng, v), v),
-        "updatedBy": c.opt(rng, c.ref("Users", rng), v),
-        "firstName": c.opt(rng, first, v),
-        "lastName": c.text(v, last),
-        "company": c.opt(rng, c.text(v, rng.choice(p.company)), v),
-        "jobTitle": c.opt(rng, rng.choice(p.job), v),
-        "email": c.opt(rng, f"{first}.{last}.l{k}@{rng.choice(p.domain)}".lower(), v),
-        "phone": c.opt(rng, rng.choice(p.phone), v),
-        "description": c.prose(rng, v, rng.choice(p.paragraph)),
-        "lead_source": c.opt(rng, rng.choice(["web", "referral", "event", "cold call", "ads"]),
-                             v),
-        "refered_by": c.opt(rng, f"{rng.choice(p.first)} {rng.choice(p.last)}", v),
-        "campaign": c.opt(rng, c.ref("crm_campaigns", rng), v),
-        "status": c.enum(rng, k, LEAD_STATUS),
-        "type": c.enum(rng, k, LEAD_TYPES),
-        "assigned_to": c.opt(rng, c.ref("Users", rng), v),
-        "accountsIDs": c.opt(rng, c.ref("crm_Accounts", rng), v),
+        "createdAt": c.date(),
+        "createdBy": c.ref("Users"),
+        "updatedAt": c.opt(c.date()),
+        "updatedBy": c.opt(c.ref("Users")),
+        "firstName": c.opt(first),
+        "lastName": c.text(last),
+        "company": c.opt(c.text(c.pick(p.company))),
+        "jobTitle": c.opt(c.pick(p.job)),
+        "email": c.opt(f"{first}.{last}.l{k}@{c.pick(p.domain)}".lower()),
+        "phone": c.opt(c.pick(p.phone)),
+        "description": c.prose(c.pick(p.paragraph)),
+        "lead_source": c.opt(c.pick(LEAD_SOURCES)),
+        "refered_by": c.opt(f"{c.pick(p.first)} {c.pick(p.last)}"),
+        "campaign": c.opt(c.ref("crm_campaigns")),
+        "status": c.enum(k, LEAD_STATUS),
+        "type": c.enum(k, LEAD_TYPES),
+        "assigned_to": c.opt(c.ref("Users")),
+        "accountsIDs": c.opt(c.ref("crm_Accounts")),
     }
     return doc, {"leads": 1}
 
 
-def _opportunities(c: Context, k: int, rng: random.Random,
-                   v: str | None) -> tuple[dict, Rows]:
+def _opportunities(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     p = c.pools
-    tags = rng.sample(p.word, rng.randrange(5))
+    tags = c.sample(p.word, c.below(5))
     if v in TEXT_VARIANTS:
-        tags.append(c.text(v, ""))
-    contacts = c.refs("crm_Contacts", rng, 3)
-    stored_tags = c.array(v, tags)
-    stored_contacts = c.array(v, contacts)
-    budget = INT64_MAX if v == "big_numbers" else rng.randrange(1_000, 2_000_000, 100)
+        tags.append(c.text(""))
+    contacts = c.refs("crm_Contacts", 3)
+    stored_tags = c.array(tags)
+    stored_contacts = c.array(contacts)
+    budget = INT64_MAX if v == "big_numbers" else c.num(1_000, 2_000_000, 100)
     doc = {
         "_id": c.oid("crm_Opportunities", k),
         "__v": 0,
-        "account": c.opt(rng, c.ref("crm_Accounts", rng), v),
-        "assigned_to": c.opt(rng, c.ref("Users", rng), v),
+        "account": c.opt(c.ref("crm_Accounts")),
+        "assigned_to": c.opt(c.ref("Users")),
         "budget": budget,
-        "campaign": c.opt(rng, c.ref("crm_campaigns", rng), v),
-        "close_date": c.opt(rng, c.date(rng, v), v),
-        "contact": c.opt(rng, c.ref("crm_Contacts", rng), v),
-        "createdBy": c.ref("Users", rng),
-        "created_on": c.date(rng, v),
-        "last_activity": c.opt(rng, c.date(rng, v), v),
-        "currency": c.enum(rng, k, CURRENCIES),
-        "description": c.prose(rng, v, rng.choice(p.paragraph)),
-        "expected_revenue": c.opt(rng, budget // 2, v),
-        "name": c.text(v, f"{rng.choice(p.catch)} deal"),
-        "next_step": c.opt(rng, rng.choice(p.sentence), v),
-        "sales_stage": c.ref("crm_Opportunities_Sales_Stages", rng),
-        "type": c.opt(rng, c.ref("crm_Opportunities_Type", rng), v),
-        "status": c.enum(rng, k, OPPORTUNITY_STATUS),
+        "campaign": c.opt(c.ref("crm_campaigns")),
+        "close_date": c.opt(c.date()),
+        "contact": c.opt(c.ref("crm_Contacts")),
+        "createdBy": c.ref("Users"),
+        "created_on": c.date(),
+        "last_activity": c.opt(c.date()),
+        "currency": c.enum(k, CURRENCIES),
+        "description": c.prose(c.pick(p.paragraph)),
+        "expected_revenue": c.opt(budget // 2),
+        "name": c.text(f"{c.pick(p.catch)} deal"),
+        "next_step": c.opt(c.pick(p.sentence)),
+        "sales_stage": c.ref("crm_Opportunities_Sales_Stages"),
+        "type": c.opt(c.ref("crm_Opportunities_Type")),
+        "status": c.enum(k, OPPORTUNITY_STATUS),
         "connected_contacts": stored_contacts,
         "tags": stored_tags,
     }
@@ -677,143 +662,141 @@ def _opportunities(c: Context, k: int, rng: random.Random,
     return doc, rows
 
 
-def _contracts(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _contracts(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     p = c.pools
     doc = {
         "_id": c.oid("crm_Contracts", k),
         "__v": 0,
         "v": 0,
-        "title": c.text(v, f"{rng.choice(p.catch)} agreement"),
-        "value": c.opt(rng, c.count(rng.randrange(1_000, 500_000, 50), v), v),
-        "startDate": c.date(rng, v),
-        "endDate": c.opt(rng, c.date(rng, v), v),
-        "renewalReminderDate": c.opt(rng, c.date(rng, v), v),
-        "customerSignedDate": c.opt(rng, c.date(rng, v), v),
-        "companySignedDate": c.opt(rng, c.date(rng, v), v),
-        "description": c.prose(rng, v, rng.choice(p.paragraph)),
-        "account": c.ref("crm_Accounts", rng),
-        "assigned_to": c.opt(rng, c.ref("Users", rng), v),
-        "createdAt": c.date(rng, v),
-        "createdBy": c.ref("Users", rng),
-        "updatedAt": c.opt(rng, c.date(rng, v), v),
-        "updatedBy": c.opt(rng, c.ref("Users", rng), v),
-        "status": c.enum(rng, k, CONTRACT_STATUS),
+        "title": c.text(f"{c.pick(p.catch)} agreement"),
+        "value": c.opt(c.count(c.num(1_000, 500_000, 50))),
+        "startDate": c.date(),
+        "endDate": c.opt(c.date()),
+        "renewalReminderDate": c.opt(c.date()),
+        "customerSignedDate": c.opt(c.date()),
+        "companySignedDate": c.opt(c.date()),
+        "description": c.prose(c.pick(p.paragraph)),
+        "account": c.ref("crm_Accounts"),
+        "assigned_to": c.opt(c.ref("Users")),
+        "createdAt": c.date(),
+        "createdBy": c.ref("Users"),
+        "updatedAt": c.opt(c.date()),
+        "updatedBy": c.opt(c.ref("Users")),
+        "status": c.enum(k, CONTRACT_STATUS),
     }
     return doc, {"contracts": 1}
 
 
-def _documents(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _documents(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     p = c.pools
-    link = c.links["documents"]
-    partners = c.partners_of_left(link, k)
-    tags = rng.sample(p.word, rng.randrange(4))
+    _, accounts = c.link_left(c.links["documents"], k)
+    tags = c.sample(p.word, c.below(4))
+    oid = c.oid("Documents", k)
     doc = {
-        "_id": c.oid("Documents", k),
+        "_id": oid,
         "__v": 0,
         "v": 0,
-        "date_created": c.date(rng, v),
-        "last_updated": c.opt(rng, c.date(rng, v), v),
-        "document_name": c.text(v, f"{rng.choice(p.word)}-{k}.pdf"),
-        "created_by_user": c.ref("Users", rng),
-        "description": c.prose(rng, v, rng.choice(p.paragraph)),
-        "document_type": c.opt(rng, c.ref("Documents_Types", rng), v),
-        "document_file_mimeType": rng.choice(MIME_TYPES),
-        "document_file_url": f"https://files.example.com/{c.oid('Documents', k)}",
-        "size": c.opt(rng, c.count(rng.randrange(1_000, 20_000_000), v), v),
-        "visibility": c.enum(rng, k, VISIBILITY),
-        "favourite": c.opt(rng, rng.random() < 0.2, v),
-        "tags": c.array(v, tags),
-        "assigned_user": c.opt(rng, c.ref("Users", rng), v),
-        "accountsIDs": c.array(v, c.stored_on_left(link, k, partners)),
+        "date_created": c.date(),
+        "last_updated": c.opt(c.date()),
+        "document_name": c.text(f"{c.pick(p.word)}-{k}.pdf"),
+        "created_by_user": c.ref("Users"),
+        "description": c.prose(c.pick(p.paragraph)),
+        "document_type": c.opt(c.ref("Documents_Types")),
+        "document_file_mimeType": c.pick(MIME_TYPES),
+        "document_file_url": f"https://files.example.com/{oid}",
+        "size": c.opt(c.count(c.num(1_000, 20_000_000))),
+        "visibility": c.enum(k, VISIBILITY),
+        "favourite": c.opt(c.chance(0.2)),
+        "tags": c.array(tags),
+        "assigned_user": c.opt(c.ref("Users")),
+        "accountsIDs": c.array(accounts),
     }
     return doc, {"documents": 1}
 
 
-def _boards(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _boards(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     doc = {
         "_id": c.oid("Boards", k),
         "__v": 0,
-        "title": c.text(v, f"{rng.choice(c.pools.catch)} board"),
-        "description": c.opt(rng, rng.choice(c.pools.sentence), v),
-        "favourite": c.opt(rng, rng.random() < 0.3, v),
+        "title": c.text(f"{c.pick(c.pools.catch)} board"),
+        "description": c.opt(c.pick(c.pools.sentence)),
+        "favourite": c.opt(c.chance(0.3)),
         "position": k,
-        "user": c.ref("Users", rng),
-        "visibility": c.enum(rng, k, VISIBILITY),
-        "sharedWith": c.array(v, c.refs("Users", rng, 3)),
-        "createdAt": c.date(rng, v),
-        "updatedAt": c.opt(rng, c.date(rng, v), v),
+        "user": c.ref("Users"),
+        "visibility": c.enum(k, VISIBILITY),
+        "sharedWith": c.array(c.refs("Users", 3)),
+        "createdAt": c.date(),
+        "updatedAt": c.opt(c.date()),
     }
     return doc, {"boards": 1}
 
 
-def _sections(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _sections(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     doc = {
         "_id": c.oid("Sections", k),
         "__v": 0,
         "board": c.oid("Boards", k // SECTIONS_PER_BOARD),
-        "title": ["Backlog", "To do", "In progress", "Review", "Done"][k % SECTIONS_PER_BOARD],
+        "title": SECTION_TITLES[k % SECTIONS_PER_BOARD],
         "position": k % SECTIONS_PER_BOARD,
     }
     return doc, {"sections": 1}
 
 
-def _tasks(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _tasks(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     p = c.pools
-    tags: list[Any] = [{"name": rng.choice(p.word), "color": rng.choice(p.color)}
-                       for _ in range(rng.randrange(3))]
-    if rng.random() < 0.2:
-        tags = [rng.choice(p.word)]  # older documents hold plain strings
+    tags: list[Any] = [{"name": c.pick(p.word), "color": c.pick(p.color)}
+                       for _ in range(c.below(3))]
+    if c.chance(0.2):
+        tags = [c.pick(p.word)]  # older documents hold plain strings
     doc = {
         "_id": c.oid("Tasks", k),
         "__v": 0,
         "v": 0,
-        "content": c.prose(rng, v, rng.choice(p.paragraph)),
-        "createdAt": c.date(rng, v),
-        "createdBy": c.opt(rng, c.ref("Users", rng), v),
-        "updatedAt": c.opt(rng, c.date(rng, v), v),
-        "dueDateAt": c.opt(rng, c.date(rng, v), v),
-        "lastEditedAt": c.opt(rng, c.date(rng, v), v),
-        "position": c.count(rng.randrange(100), v),
-        "priority": c.enum(rng, k, TASK_PRIORITY),
-        "section": c.opt(rng, c.ref("Sections", rng), v),
-        "tags": c.array(v, tags),
-        "title": c.text(v, rng.choice(p.sentence)),
-        "user": c.opt(rng, c.ref("Users", rng), v),
-        "taskStatus": c.enum(rng, k, TASK_STATUS),
+        "content": c.prose(c.pick(p.paragraph)),
+        "createdAt": c.date(),
+        "createdBy": c.opt(c.ref("Users")),
+        "updatedAt": c.opt(c.date()),
+        "dueDateAt": c.opt(c.date()),
+        "lastEditedAt": c.opt(c.date()),
+        "position": c.count(c.below(100)),
+        "priority": c.enum(k, TASK_PRIORITY),
+        "section": c.opt(c.ref("Sections")),
+        "tags": c.array(tags),
+        "title": c.text(c.pick(p.sentence)),
+        "user": c.opt(c.ref("Users")),
+        "taskStatus": c.enum(k, TASK_STATUS),
     }
     return doc, {"tasks": 1}
 
 
-def _task_comments(c: Context, k: int, rng: random.Random,
-                   v: str | None) -> tuple[dict, Rows]:
+def _task_comments(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     doc = {
         "_id": c.oid("tasksComments", k),
         "__v": 0,
         "v": 0,
-        "comment": c.text(v, rng.choice(c.pools.sentence)),
-        "createdAt": c.date(rng, v),
-        "task": c.ref("Tasks", rng),
-        "user": c.ref("Users", rng),
+        "comment": c.text(c.pick(c.pools.sentence)),
+        "createdAt": c.date(),
+        "task": c.ref("Tasks"),
+        "user": c.ref("Users"),
     }
     return doc, {"task_comments": 1}
 
 
-def _account_tasks(c: Context, k: int, rng: random.Random,
-                   v: str | None) -> tuple[dict, Rows]:
+def _account_tasks(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     p = c.pools
     doc = {
         "_id": c.oid("crm_Accounts_Tasks", k),
         "__v": 0,
         "v": 0,
-        "account": c.ref("crm_Accounts", rng),
-        "title": c.text(v, rng.choice(p.sentence)),
-        "content": c.opt(rng, rng.choice(p.paragraph), v),
-        "priority": c.enum(rng, k, TASK_PRIORITY),
-        "taskStatus": c.enum(rng, k, TASK_STATUS),
-        "dueDateAt": c.opt(rng, c.date(rng, v), v),
-        "createdAt": c.date(rng, v),
-        "createdBy": c.ref("Users", rng),
-        "user": c.opt(rng, c.ref("Users", rng), v),
+        "account": c.ref("crm_Accounts"),
+        "title": c.text(c.pick(p.sentence)),
+        "content": c.opt(c.pick(p.paragraph)),
+        "priority": c.enum(k, TASK_PRIORITY),
+        "taskStatus": c.enum(k, TASK_STATUS),
+        "dueDateAt": c.opt(c.date()),
+        "createdAt": c.date(),
+        "createdBy": c.ref("Users"),
+        "user": c.opt(c.ref("Users")),
     }
     return doc, {"account_tasks": 1}
 
@@ -823,51 +806,51 @@ def invoice_number(c: Context, j: int) -> str:
     return f"INV-{2021 + j % 3}-{j + 1:06d}"
 
 
-def _invoices(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _invoices(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     p = c.pools
     items = [{
-        "description": c.text(v, rng.choice(p.catch)),
-        "quantity": c.count(rng.randrange(1, 20), v),
-        "unit_price": round(rng.randrange(100, 500_000) / 100, 2),
-        "vat_rate": rng.choice([0, 10, 15, 21]),
-        "sku": f"SKU-{rng.randrange(10**6):06d}",
-    } for _ in range(rng.randrange(1, 7))]
-    stored = c.array(v, items)
+        "description": c.text(c.pick(p.catch)),
+        "quantity": c.count(c.num(1, 20)),
+        "unit_price": round(c.num(100, 500_000) / 100, 2),
+        "vat_rate": c.pick(VAT_RATES),
+        "sku": f"SKU-{c.below(10**6):06d}",
+    } for _ in range(c.num(1, 7))]
+    stored = c.array(items)
     amount = sum(i["quantity"] * i["unit_price"] for i in items)
     doc = {
         "_id": c.oid("Invoices", k),
         "__v": 0,
         "v": 0,
-        "date_created": c.date(rng, v),
-        "last_updated": c.opt(rng, c.date(rng, v), v),
-        "date_due": c.opt(rng, c.date(rng, v), v),
-        "description": c.prose(rng, v, rng.choice(p.sentence)),
-        "favorite": c.opt(rng, rng.random() < 0.1, v),
+        "date_created": c.date(),
+        "last_updated": c.opt(c.date()),
+        "date_due": c.opt(c.date()),
+        "description": c.prose(c.pick(p.sentence)),
+        "favorite": c.opt(c.chance(0.1)),
         "invoice_number": invoice_number(c, k),
         "invoice_amount": f"{amount:.2f}" if v != "big_numbers" else "999999999999.99",
-        "invoice_currency": c.enum(rng, k, CURRENCIES),
-        "invoice_state": c.ref("invoice_States", rng),
-        "assigned_user_id": c.ref("Users", rng),
-        "assigned_account_id": c.opt(rng, c.ref("crm_Accounts", rng), v),
-        "partner": c.opt(rng, rng.choice(p.company), v),
-        "partner_VAT": c.opt(rng, f"DE{rng.randrange(10**9):09d}", v),
-        "payment_status": c.enum(rng, k, PAYMENT_STATUS),
-        "variable_symbol": c.opt(rng, f"{k + 1:010d}", v),
+        "invoice_currency": c.enum(k, CURRENCIES),
+        "invoice_state": c.ref("invoice_States"),
+        "assigned_user_id": c.ref("Users"),
+        "assigned_account_id": c.opt(c.ref("crm_Accounts")),
+        "partner": c.opt(c.pick(p.company)),
+        "partner_VAT": c.opt(f"DE{c.below(10**9):09d}"),
+        "payment_status": c.enum(k, PAYMENT_STATUS),
+        "variable_symbol": c.opt(f"{k + 1:010d}"),
         "invoice_items": stored,
     }
     return doc, {"invoices": 1,
                  "invoice_items": len(stored) if isinstance(stored, list) else 0}
 
 
-def _todo(c: Context, k: int, rng: random.Random, v: str | None) -> tuple[dict, Rows]:
+def _todo(c: Context, k: int, v: str | None) -> tuple[dict, Rows]:
     doc = {
         "_id": c.oid("TodoList", k),
         "__v": 0,
-        "createdAt": c.date(rng, v),
-        "description": c.opt(rng, rng.choice(c.pools.sentence), v),
-        "title": c.text(v, rng.choice(c.pools.catch)),
-        "url": c.opt(rng, f"https://{rng.choice(c.pools.domain)}/todo/{k}", v),
-        "user": c.ref("Users", rng),
+        "createdAt": c.date(),
+        "description": c.opt(c.pick(c.pools.sentence)),
+        "title": c.text(c.pick(c.pools.catch)),
+        "url": c.opt(f"https://{c.pick(c.pools.domain)}/todo/{k}"),
+        "user": c.ref("Users"),
     }
     return doc, {"todo_items": 1}
 
@@ -1055,6 +1038,7 @@ BUILDERS: list[tuple[str, Builder]] = [
     ("Invoices", _invoices),
     ("TodoList", _todo),
 ]
+_BUILDER = dict(BUILDERS)
 
 INDEXES: dict[str, list[dict[str, Any]]] = {
     # not unique: the source holds duplicates (bad_rate) that the migration must catch
@@ -1087,20 +1071,25 @@ CrmFormat = Literal["mongodump", "mongodump-gz", "mongoexport"]
 
 def generate_crm(out: str, *, scale: float = 1.0, seed: int = 0, edge_cases: bool = False,
                  bad_rate: float = 0.0, fmt: CrmFormat = "mongodump",
-                 manifest_path: str | None = None) -> Manifest:
+                 manifest_path: str | None = None, workers: int | None = None) -> Manifest:
     """Write the CRM dataset to ``out`` (a folder, or a ``mongodb://`` URI) and its manifest.
 
     The manifest goes to ``manifest_path``, else ``<out>/manifest.json`` for a folder and
-    ``./manifest-crm.json`` for a live MongoDB. Same arguments, same bytes.
+    ``./manifest-crm.json`` for a live MongoDB. Collections are written by up to ``workers``
+    processes at once (default: one per CPU for a big dataset; a live MongoDB is written by
+    this process). Same arguments, same bytes, whatever the number of workers.
     """
     if not 0.0 <= bad_rate <= 1.0:
         raise ValueError(f"bad_rate must be between 0 and 1, not {bad_rate}")
-    c = Context(seed=seed, scale=scale, edge=edge_cases, bad_rate=bad_rate,
-                counts=collection_counts(scale), pools=Pools(seed))
+    counts = collection_counts(scale)
+    if workers is None:
+        workers = default_workers(sum(counts.values()))
+    c = Context(seed=seed, scale=scale, edge=edge_cases, bad_rate=bad_rate, counts=counts,
+                pools=Pools(seed))
     c.links = _links(c)
     sink = dataset_sink(out, fmt, DATABASE)
     try:
-        _write_all(c, sink)
+        _write_all(c, sink, workers)
     finally:
         sink.close()
     live = out.startswith(("mongodb://", "mongodb+srv://"))
@@ -1118,7 +1107,35 @@ def generate_crm(out: str, *, scale: float = 1.0, seed: int = 0, edge_cases: boo
     return manifest
 
 
-def _write_all(c: Context, sink: DatasetSink) -> None:
+PARALLEL_FROM = 20_000
+"""Documents from which worker processes pay off (below, starting them costs more)."""
+
+
+def default_workers(documents: int) -> int:
+    """Processes to generate ``documents`` documents with: one per CPU this process may use
+    (at most 8), or just this one for a small dataset."""
+    if documents < PARALLEL_FROM:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+Part = tuple[int, dict[str, int], list[ExpectedReject]]
+"""What one collection adds to the manifest: documents, rows per table, rejects."""
+
+COST_US: dict[str, float] = {
+    "crm_Accounts": 20, "Invoices": 16, "crm_Contacts": 15, "crm_Opportunities": 14,
+    "Documents": 13, "crm_Contracts": 12, "crm_Leads": 11, "Tasks": 9, "Users": 25,
+    "crm_Accounts_Tasks": 6, "tasksComments": 4,
+}
+"""Rough microseconds per document (5 when not listed): the biggest collections are handed
+out first, so that the workers finish together."""
+
+
+def _write_all(c: Context, sink: DatasetSink, workers: int) -> None:
     tally = c.tally
     for coll, table in LOOKUP_TABLES.items():
         with sink.collection(coll, []) as w:
@@ -1126,24 +1143,80 @@ def _write_all(c: Context, sink: DatasetSink) -> None:
                 w.write(doc)
                 tally.documents[coll] += 1
                 tally.rows[table] += 1
-    for coll, build in BUILDERS:
-        plan = c.plan(coll)
-        defects = DEFECTS.get(coll, {})
-        rng = random.Random(f"{c.seed}:{coll}")
-        with sink.collection(coll, INDEXES.get(coll, [])) as w:
-            for k in range(c.counts[coll]):
-                doc, rows = build(c, k, rng, c.variant(k))
-                doc = strip_missing(doc)
-                kind = plan.defect(k)
-                if kind is None:
-                    for t, n in rows.items():
-                        tally.rows[t] += n
-                else:
-                    table, fld, error_class = defects[kind](c, k, doc)
-                    tally.reject(coll, str(doc["_id"]), table, fld, error_class, kind)
-                w.write(doc)
-                tally.documents[coll] += 1
+    names = [coll for coll, _ in BUILDERS]
+    if workers > 1 and sink.parallel and can_fork():
+        parts = _in_processes(c, sink, names, workers)
+    else:
+        parts = {coll: _write_collection(c, sink, coll) for coll in names}
+    for coll in names:  # merged in a fixed order: the manifest does not depend on timing
+        documents, rows, rejects = parts[coll]
+        tally.documents[coll] += documents
+        tally.rows.update(rows)
+        tally.rejects.extend(rejects)
     with sink.collection("MyAccount", []) as w:
         w.write(_my_account(c))
         tally.documents["MyAccount"] += 1
         tally.rows["my_account"] += 1
+
+
+def _write_collection(c: Context, sink: DatasetSink, coll: str) -> Part:
+    """Generate collection ``coll`` into ``sink``; return what it adds to the manifest."""
+    build = _BUILDER[coll]
+    plan = c.plan(coll)
+    defect = plan.defect if plan.rate else None
+    defects = DEFECTS.get(coll, {})
+    rows_total: dict[str, int] = {}
+    rejects: list[ExpectedReject] = []
+    c.begin(coll)
+    start = c.start
+    with sink.collection(coll, INDEXES.get(coll, [])) as w:
+        write = w.write
+        for k in range(c.counts[coll]):
+            v = start(k)
+            doc, rows = build(c, k, v)
+            if c.missing or v is not None:
+                doc = strip_missing(doc)
+            kind = defect(k) if defect is not None else None
+            if kind is None:
+                for t, n in rows.items():
+                    rows_total[t] = rows_total.get(t, 0) + n
+            else:
+                table, fld, error_class = defects[kind](c, k, doc)
+                rejects.append(ExpectedReject(coll, str(doc["_id"]), table, fld, error_class,
+                                              kind))
+            write(doc)
+    return c.counts[coll], rows_total, rejects
+
+
+# --------------------------------------------------------------------------- processes
+
+_FORKED: tuple[Context, DatasetSink] | None = None
+"""The context and sink that forked workers inherit (set only while they run)."""
+
+
+def can_fork() -> bool:
+    """Whether this process may fork workers (not on platforms without fork, and not from
+    a daemonic process, which may have no children)."""
+    return ("fork" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon)
+
+
+def _forked_collection(coll: str) -> tuple[str, Part]:
+    assert _FORKED is not None
+    c, sink = _FORKED
+    return coll, _write_collection(c, sink, coll)
+
+
+def _in_processes(c: Context, sink: DatasetSink, names: list[str],
+                  workers: int) -> dict[str, Part]:
+    """Write the collections ``names`` from ``workers`` forked processes, one collection
+    each at a time (every collection is its own file and its own random stream)."""
+    global _FORKED
+    order = sorted(names, key=lambda n: -c.counts[n] * COST_US.get(n, 5))
+    _FORKED = (c, sink)
+    try:
+        # fork: the workers share the context and text pools without pickling them
+        with multiprocessing.get_context("fork").Pool(min(workers, len(names))) as pool:
+            return dict(pool.imap_unordered(_forked_collection, order))
+    finally:
+        _FORKED = None

@@ -14,21 +14,26 @@ time, and a bad document is never referenced by another, so the manifest is exac
 
 from __future__ import annotations
 
-import random
+import multiprocessing
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from docshift.generate.crm import (
+from docshift.generate.crm import Pools, can_fork, default_workers
+from docshift.generate.draw import (
     EDGE_VARIANTS,
+    INT32_MAX,
+    INT64_MAX,
     MISSING,
     TEXT_VARIANTS,
-    Pools,
+    Draws,
+    epoch_ms,
     iso,
+    iso_ms,
     megabyte_text,
-    strip_missing,
+    mix64,
 )
 from docshift.generate.manifest import DefectPlan, Manifest, Tally, int_hash, unit_hash
 from docshift.generate.writers import KV_TABLE_DEFAULT, KvSink, kv_sink
@@ -81,11 +86,18 @@ DANGLING_EMPLOYEE_SHARE = 0.03
 GIFTS_ALL_EVERY = 3
 GIFTS_ALL_MAX = 500
 
+LOCALES = ["en-US", "en-GB", "de-DE", "cs-CZ", "fr-FR"]
+CURRENCIES = ["USD", "EUR", "GBP", "CZK"]
+SHIPPING_COUNTRIES = ["US", "CA", "GB", "DE", "CZ", "FR"]
+VENDOR_COUNTRIES = ["US", "DE", "CZ", "GB"]
+AUDIT_ACTIONS = ["order.created", "order.shipped", "site.updated", "catalog.published",
+                 "employee.imported", "client.suspended"]
+
 DATE_FROM = datetime(2021, 1, 1, tzinfo=UTC)
 DATE_SPAN_MS = 3 * 365 * 86_400_000
-_KEY_TIME = datetime(2024, 1, 1, tzinfo=UTC)
-INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
+_FROM_MS = epoch_ms(DATE_FROM)
+_KEY_TIME_US = epoch_ms(datetime(2024, 1, 1, tzinfo=UTC)) * 1000
+"""Keys' ``created_at``: this instant (microseconds since 1970) plus one second per key."""
 
 
 def entity_counts(scale: float) -> dict[str, int]:
@@ -95,137 +107,130 @@ def entity_counts(scale: float) -> dict[str, int]:
     return {name: max(1, round(n * scale)) for name, n in BASE_COUNTS.items()}
 
 
-@dataclass
-class KvContext:
-    """Settings and derived helpers shared by every entity builder."""
+class KvContext(Draws):
+    """Settings, random draws and derived helpers shared by every entity builder."""
 
-    seed: int
-    edge: bool
-    bad_rate: float
-    counts: dict[str, int]
-    pools: Pools
-    sink: KvSink
-    tally: Tally = field(default_factory=Tally)
-    plans: dict[str, DefectPlan] = field(default_factory=dict)
-    written: int = 0
-    dangling_n: int = 0
+    NULL_SHARE = 0.06
+    ENUM_MAX = ENUM_MAX
+
+    def __init__(self, seed: int, edge: bool, bad_rate: float, counts: dict[str, int],
+                 pools: Pools, sink: KvSink | None = None, family: str = "",
+                 written: int = 0) -> None:
+        super().__init__(edge)
+        self.seed = seed
+        self.bad_rate = bad_rate
+        self.counts = counts
+        self.pools = pools
+        self.sink = sink
+        self.family = family
+        self.tally = Tally()
+        self.written = written  # keys before the next one, all families: its time stamps
+        self.dangling_n = 0
+        self.plans = {kind: DefectPlan(seed, kind, bad_rate, kinds,
+                                       EDGE_RESERVED if edge else 1)
+                      for kind, kinds in DEFECT_KINDS.items()}
+        # one width per kind, so that ids sort like their numbers
+        self._width = {kind: max(least, len(str(counts[kind])))
+                       for kind, least in (("client", 3), ("site", 4), ("catalog", 4),
+                                           ("gift", 5), ("employee", 6), ("order", 8))}
+        self._order_key = int_hash(seed, "ord", bits=16)
+        self.domain_key = int_hash(seed, "domain")
+        # per kind: None when no entity of it is bad (the usual case: no check)
+        self._bad = {kind: plan.is_bad if plan.rate else None for kind, plan in self.plans.items()}
+        # what ref() needs per kind: size, badness, id prefix and width
+        self._refs = {kind: (counts[kind], self._bad.get(kind), prefix, self._width[kind])
+                      for kind, prefix in (("client", "client-"), ("site", "site-"),
+                                           ("gift", "gift-"), ("employee", "emp-"))}
 
     # ids ------------------------------------------------------------------------
 
-    def width(self, kind: str, least: int) -> int:
-        # one width per kind, so that ids sort like their numbers
-        return max(least, len(str(self.counts[kind])))
-
     def client_id(self, k: int) -> str:
-        return f"client-{k + 1:0{self.width('client', 3)}d}"
+        return "client-" + str(k + 1).zfill(self._width["client"])
 
     def site_id(self, k: int) -> str:
-        return f"site-{k + 1:0{self.width('site', 4)}d}"
+        return "site-" + str(k + 1).zfill(self._width["site"])
 
     def catalog_id(self, k: int) -> str:
-        return f"cat-{k + 1:0{self.width('catalog', 4)}d}"
+        return "cat-" + str(k + 1).zfill(self._width["catalog"])
 
     def gift_id(self, k: int) -> str:
-        return f"gift-{k + 1:0{self.width('gift', 5)}d}"
+        return "gift-" + str(k + 1).zfill(self._width["gift"])
 
     def employee_id(self, k: int) -> str:
-        return f"emp-{k + 1:0{self.width('employee', 6)}d}"
+        return "emp-" + str(k + 1).zfill(self._width["employee"])
 
     def order_id(self, k: int) -> str:
-        suffix = int_hash(self.seed, "ord", k, bits=16)
-        return f"ORD-{k + 1:0{self.width('order', 8)}d}-{suffix:04x}"
+        # a multiplicative hash is enough for a cosmetic suffix, and cheaper than mix64
+        suffix = ((k ^ self._order_key) * 2654435761 >> 16) & 0xFFFF
+        return f"ORD-{str(k + 1).zfill(self._width['order'])}-{suffix:04x}"
 
     def dangling(self, kind: str) -> str:
-        """An id of ``kind`` that no record has."""
+        """An id of ``kind`` that no record has (each family numbers its own)."""
         self.dangling_n += 1
-        return f"{kind}-deleted-{self.dangling_n:04d}"
+        return f"{kind}-deleted-{self.family}-{self.dangling_n:04d}"
 
     # soundness ------------------------------------------------------------------
 
     def plan(self, kind: str) -> DefectPlan:
-        plan = self.plans.get(kind)
-        if plan is None:
-            plan = DefectPlan(self.seed, kind, self.bad_rate, DEFECT_KINDS.get(kind, []),
-                              EDGE_RESERVED if self.edge else 1)
-            self.plans[kind] = plan
-        return plan
+        return self.plans[kind]
 
     def good(self, kind: str, k: int) -> bool:
-        return not self.plan(kind).is_bad(k)
+        bad = self._bad.get(kind)
+        return bad is None or not bad(k)
 
-    def variant(self, k: int) -> str | None:
-        if self.edge and 1 <= k <= len(EDGE_VARIANTS):
-            return EDGE_VARIANTS[k - 1]
-        return None
+    def ref(self, kind: str) -> str:
+        """The id of a random sound ``kind`` (client, site, gift or employee)."""
+        n, bad, prefix, width = self._refs[kind]
+        k = int(self.rnd() * n)
+        if bad is not None:
+            while bad(k):
+                k = (k + 1) % n
+        return prefix + str(k + 1).zfill(width)
 
-    def pick(self, kind: str, rng: random.Random, below: int | None = None) -> int:
+    def pick_index(self, kind: str, below: int | None = None) -> int:
         """A random sound index of ``kind`` (below ``below`` if given)."""
         n = below if below is not None else self.counts[kind]
-        k = rng.randrange(n)
-        while not self.good(kind, k):
-            k = (k + 1) % n
+        k = int(self.rnd() * n)
+        bad = self._bad.get(kind)
+        if bad is not None:
+            while bad(k):
+                k = (k + 1) % n
         return k
 
     # values ---------------------------------------------------------------------
 
-    def date(self, rng: random.Random, v: str | None) -> str:
-        d = DATE_FROM + timedelta(milliseconds=rng.randrange(DATE_SPAN_MS))
-        if v == "min_date":
-            return "1900-01-01T00:00:00Z"
-        if v == "max_date":
-            return "9999-12-31T23:59:59.999Z"
-        if v == "iso_dates":
-            # other ISO-8601 spellings: offset instead of Z, space separator, no fraction
-            return d.strftime("%Y-%m-%d %H:%M:%S+00:00")
-        return iso(d)
+    def date(self) -> str:
+        """An ISO-8601 instant in 2021-2023 (other spellings for the edge cases)."""
+        ms = _FROM_MS + int(self.rnd() * DATE_SPAN_MS)
+        v = self.v
+        if v is not None:
+            if v == "min_date":
+                return "1900-01-01T00:00:00Z"
+            if v == "max_date":
+                return "9999-12-31T23:59:59.999Z"
+            if v == "iso_dates":
+                # other ISO-8601 spellings: offset instead of Z, space separator, no fraction
+                return iso_ms(ms)[:19].replace("T", " ") + "+00:00"
+        return iso_ms(ms)
 
-    def day(self, rng: random.Random, v: str | None) -> str:
+    def day(self) -> str:
+        """A date (``YYYY-MM-DD``) in 2021-2023."""
+        v = self.v
         if v == "min_date":
             return "1900-01-01"
         if v == "max_date":
             return "9999-12-31"
-        d = DATE_FROM + timedelta(days=rng.randrange(3 * 365))
-        return d.strftime("%Y-%m-%d")
-
-    def opt(self, rng: random.Random, value: Any, v: str | None) -> Any:
-        r = rng.random()
-        if v == "nulls":
-            return None
-        if v == "missing":
-            return MISSING
-        if r < 0.06:
-            return None
-        if r < 0.12:
-            return MISSING
-        return value
-
-    def text(self, v: str | None, normal: str) -> str:
-        return TEXT_VARIANTS.get(v or "", normal)
-
-    def enum(self, rng: random.Random, k: int, values: list[str]) -> str:
-        first = 1 + len(EDGE_VARIANTS)
-        if self.edge and first <= k < first + ENUM_MAX:
-            return values[(k - first) % len(values)]
-        return rng.choice(values)
-
-    def array(self, v: str | None, items: list[Any]) -> Any:
-        if v == "nulls":
-            return None
-        if v == "missing":
-            return MISSING
-        if v == "empty_arrays":
-            return []
-        return items
+        return iso_ms(_FROM_MS + 86_400_000 * int(self.rnd() * 3 * 365))[:10]
 
     # output ---------------------------------------------------------------------
 
     def put(self, family: str, key: str, value: Any) -> None:
         """Write one key; ``family`` counts it in the manifest."""
-        if isinstance(value, dict):
-            value = strip_missing(value)
-        created = _KEY_TIME + timedelta(seconds=self.written)
-        self.sink.put(key, value, created, created + timedelta(days=self.written % 30))
-        self.written += 1
+        n = self.written
+        created = _KEY_TIME_US + n * 1_000_000
+        assert self.sink is not None
+        self.sink.put(key, value, created, created + (n % 30) * 86_400_000_000)
+        self.written = n + 1
         self.tally.documents[family] += 1
 
 
@@ -233,57 +238,70 @@ class KvContext:
 
 def client_domain(c: KvContext, k: int) -> str:
     """Client ``k``'s domain (pure, so an alias key can repeat it)."""
-    word = c.pools.word[int_hash(c.seed, "client-domain", k) % len(c.pools.word)]
+    word = c.pools.word[mix64(c.domain_key ^ k) % len(c.pools.word)]
     return f"{word}-{k + 1}.example.com"
 
 
 def site_domain(c: KvContext, j: int) -> str:
     """Site ``j``'s domain (pure, so a duplicate can copy it)."""
-    word = c.pools.word[int_hash(c.seed, "site-domain", j) % len(c.pools.word)]
+    word = c.pools.word[mix64(c.domain_key ^ (1 << 40) ^ j) % len(c.pools.word)]
     return f"{word}-{j + 1}.gifting.example"
 
 
+def _client_keys(c: KvContext, k: int) -> tuple[bool, bool, bool, bool]:
+    """Which keys client ``k`` has: current, legacy, staging copy, domain alias."""
+    h = unit_hash(c.seed, "client-legacy", k)
+    legacy_only = k > 0 and c.variant(k) is None and h < LEGACY_ONLY_SHARE
+    legacy_too = not legacy_only and h < LEGACY_ONLY_SHARE + LEGACY_TOO_SHARE
+    return (not legacy_only, legacy_only or legacy_too,
+            unit_hash(c.seed, "client-staging", k) < STAGING_SHARE,
+            unit_hash(c.seed, "client-alias", k) < ALIAS_SHARE)
+
+
+def _site_staging(c: KvContext, k: int) -> bool:
+    """Whether site ``k`` has a staging copy."""
+    return unit_hash(c.seed, "site-staging", k) < STAGING_SHARE
+
+
 def _clients(c: KvContext) -> None:
-    rng = random.Random(f"{c.seed}:client")
+    c.stream(f"{c.seed}:client")
     p = c.pools
     for k in range(c.counts["client"]):
-        v = c.variant(k)
+        c.start(k)
         cid = c.client_id(k)
-        name = c.text(v, rng.choice(p.company))
-        status = c.enum(rng, k, CLIENT_STATUS)
-        created = c.date(rng, v)
-        value = {
+        name = c.text(c.pick(p.company))
+        status = c.enum(k, CLIENT_STATUS)
+        created = c.date()
+        domain = client_domain(c, k)
+        value = c.strip({
             "id": cid,
             "name": name,
-            "domain": client_domain(c, k),
+            "domain": domain,
             "status": status,
-            "contactEmail": c.opt(rng, f"contact@{client_domain(c, k)}", v),
-            "billingPlan": c.opt(rng, rng.choice(PLANS), v),
+            "contactEmail": c.opt(f"contact@{domain}"),
+            "billingPlan": c.opt(c.pick(PLANS)),
             "createdAt": created,
-            "updatedAt": c.opt(rng, c.date(rng, v), v),
-            "settings": c.opt(rng, {"sso": rng.random() < 0.3,
-                                    "giftLimitCents": rng.randrange(1000, 50_000, 500),
-                                    "brand": {"color": rng.choice(p.color)}}, v),
-        }
-        h = unit_hash(c.seed, "client-legacy", k)
-        legacy_only = k > 0 and v is None and h < LEGACY_ONLY_SHARE
-        legacy_too = not legacy_only and h < LEGACY_ONLY_SHARE + LEGACY_TOO_SHARE
-        if not legacy_only:
+            "updatedAt": c.opt(c.date()),
+            "settings": c.opt({"sso": c.chance(0.3),
+                               "giftLimitCents": c.num(1000, 50_000, 500),
+                               "brand": {"color": c.pick(p.color)}}),
+        })
+        current, legacy, staging, alias = _client_keys(c, k)
+        if current:
             c.put("client", f"client:production:{cid}", value)
-        if legacy_only or legacy_too:
+        if legacy:
             c.put("clients (legacy)", f"clients:{cid}", {
                 "clientId": cid,
                 "clientName": name,
-                "domain": value["domain"],
+                "domain": domain,
                 "state": "INACTIVE" if status in ("inactive", "suspended") else "ACTIVE",
                 "created": created,
             })
-        if unit_hash(c.seed, "client-staging", k) < STAGING_SHARE:
+        if staging:
             c.put("client (staging)", f"client:staging:{cid}",
                   {**value, "name": f"{name} (staging)", "status": "trial"})
-        if unit_hash(c.seed, "client-alias", k) < ALIAS_SHARE:
-            c.put("client_by_domain", f"client_by_domain:{client_domain(c, k)}",
-                  {"clientId": cid})
+        if alias:
+            c.put("client_by_domain", f"client_by_domain:{domain}", {"clientId": cid})
         c.tally.rows["clients"] += 1
     if c.edge:
         # alias keys with unicode and special characters in the key itself
@@ -294,63 +312,62 @@ def _clients(c: KvContext) -> None:
 
 
 def _sites(c: KvContext) -> None:
-    rng = random.Random(f"{c.seed}:site")
+    c.stream(f"{c.seed}:site")
     plan = c.plan("site")
     for k in range(c.counts["site"]):
-        v = c.variant(k)
+        v = c.start(k)
         sid = c.site_id(k)
         value = {
             "id": sid,
-            "clientId": c.client_id(c.pick("client", rng)),
-            "name": c.text(v, f"{rng.choice(c.pools.catch)} gifts"),
+            "clientId": c.ref("client"),
+            "name": c.text(f"{c.pick(c.pools.catch)} gifts"),
             "domain": site_domain(c, k),
-            "status": c.enum(rng, k, SITE_STATUS),
-            "theme": c.opt(rng, {"primaryColor": f"#{rng.randrange(1 << 24):06x}",
-                                 "logoUrl": f"https://cdn.example.com/logo/{sid}.svg"}, v),
-            "createdAt": c.date(rng, v),
-            "launchedAt": c.opt(rng, c.date(rng, v), v),
+            "status": c.enum(k, SITE_STATUS),
+            "theme": c.opt({"primaryColor": f"#{c.below(1 << 24):06x}",
+                            "logoUrl": f"https://cdn.example.com/logo/{sid}.svg"}),
+            "createdAt": c.date(),
+            "launchedAt": c.opt(c.date()),
         }
-        _emit(c, "site", k, plan, f"site:production:{sid}", value,
-              {"sites": 1, "site_configs": 1})
-        if unit_hash(c.seed, "site-staging", k) < STAGING_SHARE:
+        value = _emit(c, "site", k, plan, f"site:production:{sid}", value,
+                      {"sites": 1, "site_configs": 1})
+        if _site_staging(c, k):
             c.put("site (staging)", f"site:staging:{sid}", {**value, "status": "draft"})
         if plan.is_bad(k):
             continue  # a config of a site that is not loaded would be an orphan
-        budget = INT32_MAX if v == "big_numbers" else rng.randrange(2_000, 20_000, 500)
-        c.put("site_config", f"site_config:{sid}", {
-            "locale": rng.choice(["en-US", "en-GB", "de-DE", "cs-CZ", "fr-FR"]),
-            "currency": rng.choice(["USD", "EUR", "GBP", "CZK"]),
+        budget = INT32_MAX if v == "big_numbers" else c.num(2_000, 20_000, 500)
+        c.put("site_config", f"site_config:{sid}", c.strip({
+            "locale": c.pick(LOCALES),
+            "currency": c.pick(CURRENCIES),
             "giftBudgetCents": budget,
-            "shippingCountries": c.array(v, rng.sample(["US", "CA", "GB", "DE", "CZ", "FR"],
-                                                       rng.randrange(1, 4))),
-            "features": {"personalNote": rng.random() < 0.5, "wrapping": rng.random() < 0.5},
-            "updatedAt": c.date(rng, v),
-        })
+            "shippingCountries": c.array(c.sample(SHIPPING_COUNTRIES, c.num(1, 4))),
+            "features": {"personalNote": c.chance(0.5), "wrapping": c.chance(0.5)},
+            "updatedAt": c.date(),
+        }))
 
 
 def _catalogs(c: KvContext) -> None:
-    rng = random.Random(f"{c.seed}:catalog")
+    c.stream(f"{c.seed}:catalog")
     plan = c.plan("catalog_gifts")
+    n = c.counts["gift"]
     for k in range(c.counts["catalog"]):
-        v = c.variant(k)
+        c.start(k)
         cat = c.catalog_id(k)
         c.put("catalog", f"catalog:{cat}", {
             "id": cat,
-            "siteId": c.site_id(c.pick("site", rng)),
-            "name": c.text(v, f"{rng.choice(c.pools.word).title()} collection"),
-            "active": rng.random() < 0.8,
-            "createdAt": c.date(rng, v),
+            "siteId": c.ref("site"),
+            "name": c.text(f"{c.pick(c.pools.word).title()} collection"),
+            "active": c.chance(0.8),
+            "createdAt": c.date(),
         })
         c.tally.rows["catalogs"] += 1
-        n = c.counts["gift"]
-        start, step = rng.randrange(n), (rng.randrange(1, 7) if n % 7 else 1)
+        start, step = c.below(n), (c.num(1, 7) if n % 7 else 1)
         gifts: list[str] = []
-        for i in range(min(n, rng.randrange(3, 16))):
+        for i in range(min(n, c.num(3, 16))):
             j = (start + i * step) % n
             if c.good("gift", j):
                 gifts.append(c.gift_id(j))
         gifts = list(dict.fromkeys(gifts))
-        stored = c.array(v, gifts)
+        stored = c.array(gifts)
         key = f"catalog_gifts:{cat}"
         if plan.defect(k) == "orphan":
             # one id in the index points at a gift that was deleted: only that row goes
@@ -363,37 +380,38 @@ def _catalogs(c: KvContext) -> None:
             c.tally.rows["catalog_gifts"] -= 1
 
 
-def _gift_value(c: KvContext, k: int, rng: random.Random, v: str | None) -> dict[str, Any]:
+def _gift_value(c: KvContext, k: int, v: str | None) -> dict[str, Any]:
     p = c.pools
     gid = c.gift_id(k)
-    return strip_missing({
+    tags = c.sample(p.word, c.below(4))
+    if v in TEXT_VARIANTS:
+        tags.append(c.text(""))
+    return {
         "id": gid,
         "sku": f"SKU-{k + 1:06d}",
-        "name": c.text(v, f"{rng.choice(p.color).title()} {rng.choice(p.word)}"),
+        "name": c.text(f"{c.pick(p.color).title()} {c.pick(p.word)}"),
         "description": (megabyte_text() if v == "long_text"
-                        else c.opt(rng, rng.choice(p.paragraph), v)),
-        "priceCents": INT32_MAX if v == "big_numbers" else rng.randrange(500, 30_000, 5),
+                        else c.opt(c.pick(p.paragraph))),
+        "priceCents": INT32_MAX if v == "big_numbers" else c.num(500, 30_000, 5),
         "currency": "USD",
-        "category": c.enum(rng, k, GIFT_CATEGORIES),
-        "inStock": rng.random() < 0.9,
-        "tags": c.array(v, rng.sample(p.word, rng.randrange(4))
-                        + ([c.text(v, "")] if v in TEXT_VARIANTS else [])),
-        "images": c.opt(rng, [f"https://cdn.example.com/gifts/{gid}/{i}.jpg"
-                              for i in range(rng.randrange(1, 4))], v),
-        "vendor": c.opt(rng, {"name": rng.choice(p.company),
-                              "country": rng.choice(["US", "DE", "CZ", "GB"])}, v),
-        "createdAt": c.date(rng, v),
-    })
+        "category": c.enum(k, GIFT_CATEGORIES),
+        "inStock": c.chance(0.9),
+        "tags": c.array(tags),
+        "images": c.opt([f"https://cdn.example.com/gifts/{gid}/{i}.jpg"
+                         for i in range(c.num(1, 4))]),
+        "vendor": c.opt({"name": c.pick(p.company), "country": c.pick(VENDOR_COUNTRIES)}),
+        "createdAt": c.date(),
+    }
 
 
 def _gifts(c: KvContext) -> None:
-    rng = random.Random(f"{c.seed}:gift")
+    c.stream(f"{c.seed}:gift")
     plan = c.plan("gift")
     listed: list[dict[str, Any]] = []
     for k in range(c.counts["gift"]):
-        v = c.variant(k)
-        value = _gift_value(c, k, rng, v)
-        _emit(c, "gift", k, plan, f"gift:{c.gift_id(k)}", value, {"gifts": 1})
+        v = c.start(k)
+        value = _emit(c, "gift", k, plan, f"gift:{c.gift_id(k)}", _gift_value(c, k, v),
+                      {"gifts": 1})
         # the "all gifts" cache repeats sound records verbatim; it adds no rows
         if (k % GIFTS_ALL_EVERY == 0 and v is None and not plan.is_bad(k)
                 and len(listed) < GIFTS_ALL_MAX):
@@ -402,129 +420,128 @@ def _gifts(c: KvContext) -> None:
 
 
 def _employees(c: KvContext) -> None:
-    rng = random.Random(f"{c.seed}:employee")
+    c.stream(f"{c.seed}:employee")
     plan = c.plan("employee")
     p = c.pools
     for k in range(c.counts["employee"]):
-        v = c.variant(k)
+        v = c.start(k)
         eid = c.employee_id(k)
-        client = c.client_id(c.pick("client", rng))
-        first, last = rng.choice(p.first), rng.choice(p.last)
+        client = c.ref("client")
+        first, last = c.pick(p.first), c.pick(p.last)
         manager: Any = None
-        if k and rng.random() < 0.7:
-            manager = c.employee_id(c.pick("employee", rng, below=k))
-        dangling = k > 0 and v is None and rng.random() < DANGLING_MANAGER_SHARE
+        if k and c.chance(0.7):
+            manager = c.employee_id(c.pick_index("employee", below=k))
+        dangling = c.chance(DANGLING_MANAGER_SHARE) and k > 0 and v is None
         if dangling:
             manager = c.dangling("emp")
         value = {
             "id": eid,
             "clientId": client,
-            "firstName": c.opt(rng, c.text(v, first), v),
-            "lastName": c.text(v, last),
+            "firstName": c.opt(c.text(first)),
+            "lastName": c.text(last),
             "email": f"{first}.{last}.{k}@{client}.example".lower(),
-            "department": c.opt(rng, rng.choice(DEPARTMENTS), v),
-            "title": c.opt(rng, rng.choice(p.job), v),
-            "startDate": c.day(rng, v),
-            "active": rng.random() < 0.9,
-            "managerId": manager if v not in ("nulls", "missing") else c.opt(rng, None, v),
-            "address": c.opt(rng, {"street": rng.choice(p.street), "city": rng.choice(p.city),
-                                   "zip": rng.choice(p.postcode)}, v),
+            "department": c.opt(c.pick(DEPARTMENTS)),
+            "title": c.opt(c.pick(p.job)),
+            "startDate": c.day(),
+            "active": c.chance(0.9),
+            "managerId": manager if v not in ("nulls", "missing") else c.opt(None),
+            "address": c.opt({"street": c.pick(p.street), "city": c.pick(p.city),
+                              "zip": c.pick(p.postcode)}),
         }
-        sound = _emit(c, "employee", k, plan, f"employee:{client}:{eid}", value,
-                      {"employees": 1})
-        if sound and dangling:
+        _emit(c, "employee", k, plan, f"employee:{client}:{eid}", value, {"employees": 1})
+        if dangling and not plan.is_bad(k):
             c.tally.nulled["employees.manager_id"] += 1
 
 
 def _orders(c: KvContext) -> None:
-    rng = random.Random(f"{c.seed}:order")
+    c.stream(f"{c.seed}:order")
     plan = c.plan("order")
+    p = c.pools
     for k in range(c.counts["order"]):
-        v = c.variant(k)
+        v = c.start(k)
         oid = c.order_id(k)
-        items = []
-        for _ in range(rng.randrange(1, 5)):
-            items.append({"giftId": c.gift_id(c.pick("gift", rng)),
-                          "quantity": rng.randrange(1, 4),
-                          "unitPriceCents": rng.randrange(500, 30_000, 5)})
-        r = rng.random()
-        employee: Any = c.employee_id(c.pick("employee", rng))
+        items = [{"giftId": c.ref("gift"),
+                  "quantity": c.num(1, 4),
+                  "unitPriceCents": c.num(500, 30_000, 5)} for _ in range(c.num(1, 5))]
+        r = c.rnd()
+        employee: Any = c.ref("employee")
         dangling = v is None and r < DANGLING_EMPLOYEE_SHARE
         if dangling:
             employee = c.dangling("emp")
         elif r < DANGLING_EMPLOYEE_SHARE + 0.05:
             employee = None
         total = sum(i["quantity"] * i["unitPriceCents"] for i in items)
-        stored = c.array(v, items)
+        stored = c.array(items)
         value = {
             "id": oid,
-            "siteId": c.site_id(c.pick("site", rng)),
-            "employeeId": employee if v not in ("nulls", "missing") else c.opt(rng, None, v),
-            "status": c.enum(rng, k, ORDER_STATUS),
-            "createdAt": c.date(rng, v),
-            "shippedAt": c.opt(rng, c.date(rng, v), v),
-            "shippingAddress": c.opt(rng, {"name": c.text(v, rng.choice(c.pools.first)),
-                                           "street": rng.choice(c.pools.street),
-                                           "city": rng.choice(c.pools.city),
-                                           "country": "US"}, v),
+            "siteId": c.ref("site"),
+            "employeeId": employee if v not in ("nulls", "missing") else c.opt(None),
+            "status": c.enum(k, ORDER_STATUS),
+            "createdAt": c.date(),
+            "shippedAt": c.opt(c.date()),
+            "shippingAddress": c.opt({"name": c.text(c.pick(p.first)),
+                                      "street": c.pick(p.street), "city": c.pick(p.city),
+                                      "country": "US"}),
             "items": stored,
             "totalCents": INT64_MAX if v == "big_numbers" else total,
-            "notes": c.opt(rng, c.text(v, rng.choice(c.pools.sentence)), v),
+            "notes": c.opt(c.text(c.pick(p.sentence))),
         }
         rows = {"orders": 1, "order_items": len(stored) if isinstance(stored, list) else 0}
-        if _emit(c, "order", k, plan, f"order:{oid}", value, rows) and dangling:
+        _emit(c, "order", k, plan, f"order:{oid}", value, rows)
+        if dangling and not plan.is_bad(k):
             c.tally.nulled["orders.employee_id"] += 1
 
 
 def _admins(c: KvContext) -> None:
-    rng = random.Random(f"{c.seed}:admin_user")
+    c.stream(f"{c.seed}:admin_user")
     plan = c.plan("admin_user")
     p = c.pools
     for k in range(c.counts["admin_user"]):
-        v = c.variant(k)
-        first, last = rng.choice(p.first), rng.choice(p.last)
+        v = c.start(k)
+        first, last = c.pick(p.first), c.pick(p.last)
         email = f"{first}.{last}.{k}@admin.example".lower()
         if v == "special_chars":
             email = f"o'{last}+ops.{k}@admin.example".lower()
         value = {
             "email": email,
-            "name": c.text(v, f"{first} {last}"),
-            "role": c.enum(rng, k, ADMIN_ROLES),
-            "clientIds": c.array(v, sorted({c.client_id(c.pick("client", rng))
-                                            for _ in range(rng.randrange(1, 4))})),
-            "lastLoginAt": c.opt(rng, c.date(rng, v), v),
-            "mfaEnabled": rng.random() < 0.6,
+            "name": c.text(f"{first} {last}"),
+            "role": c.enum(k, ADMIN_ROLES),
+            "clientIds": c.array(sorted({c.ref("client")
+                                         for _ in range(c.num(1, 4))})),
+            "lastLoginAt": c.opt(c.date()),
+            "mfaEnabled": c.chance(0.6),
         }
         _emit(c, "admin_user", k, plan, f"admin_user:{email}", value, {"admin_users": 1})
 
 
 def _audit(c: KvContext) -> None:
-    rng = random.Random(f"{c.seed}:audit")
-    actions = ["order.created", "order.shipped", "site.updated", "catalog.published",
-               "employee.imported", "client.suspended"]
+    c.stream(f"{c.seed}:audit")
+    admins, orders = c.counts["admin_user"], c.counts["order"]
     for k in range(c.counts["audit"]):
-        v = c.variant(k)
-        at = c.date(rng, v)
+        c.start(k)
+        at = c.date()
         day = at[:10] if at[:4].isdigit() else "2023-01-01"
-        action = rng.choice(actions)
-        c.put("audit", f"audit:{day}:{k + 1:06d}", {
-            "actor": f"admin{rng.randrange(c.counts['admin_user'])}@admin.example",
+        action = c.pick(AUDIT_ACTIONS)
+        value = c.strip({
+            "actor": f"admin{c.below(admins)}@admin.example",
             "action": action,
             "entity": action.split(".")[0],
-            "entityId": c.order_id(rng.randrange(c.counts["order"])),
+            "entityId": c.order_id(c.below(orders)),
             "at": at,
-            "details": c.opt(rng, {"ip": f"10.0.{rng.randrange(256)}.{rng.randrange(256)}",
-                                   "userAgent": "Mozilla/5.0",
-                                   "note": c.text(v, "")}, v),
+            "details": c.opt({"ip": f"10.0.{c.below(256)}.{c.below(256)}",
+                              "userAgent": "Mozilla/5.0",
+                              "note": c.text("")}),
         })
+        c.put("audit", f"audit:{day}:{k + 1:06d}", value)
         c.tally.rows["audit_log"] += 1
 
 
 def _noise(c: KvContext) -> None:
-    rng = random.Random(f"{c.seed}:noise")
+    c.stream(f"{c.seed}:noise")
+    c.start(0)
     for k in range(c.counts["cache"]):
         c.put("cache (unmatched)", f"cache:stats:{k + 1:04d}",
-              {"hits": rng.randrange(10_000), "misses": rng.randrange(1_000)})
+              {"hits": c.below(10_000), "misses": c.below(1_000)})
         c.tally.unmatched += 1
     for key, value in (("tmp:import-lock", {"holder": "worker-3", "since": iso(DATE_FROM)}),
                        ("migration:v2:done", True),
@@ -613,61 +630,174 @@ to a ``catalog_gifts`` index itself."""
 
 
 def _emit(c: KvContext, kind: str, k: int, plan: DefectPlan, key: str, value: dict[str, Any],
-          rows: dict[str, int]) -> bool:
-    """Write one entity, damaged if the plan says so; True when it is sound."""
-    value = strip_missing(value)
-    defect = plan.defect(k)
+          rows: dict[str, int]) -> dict[str, Any]:
+    """Write one entity, damaged if the plan says so; return it as built (undamaged)."""
+    value = c.strip(value)
+    defect = plan.defect(k) if plan.rate else None
     if defect is None:
         for t, n in rows.items():
             c.tally.rows[t] += n
+        c.put(kind, key, value)
     else:
-        table, fld, error_class = DEFECTS[kind][defect](c, k, value)
+        damaged = dict(value)
+        table, fld, error_class = DEFECTS[kind][defect](c, k, damaged)
         c.tally.reject(kind, key, table, fld, error_class, defect)
-    c.put(kind, key, value)
-    return defect is None
+        c.put(kind, key, damaged)
+    return value
 
 
 # --------------------------------------------------------------------------- driver
 
 
+FAMILIES: list[tuple[str, Callable[[KvContext], None]]] = [
+    ("client", _clients), ("site", _sites), ("catalog", _catalogs), ("gift", _gifts),
+    ("employee", _employees), ("order", _orders), ("admin_user", _admins), ("audit", _audit),
+    ("noise", _noise),
+]
+"""Key families, written in this order."""
+
+COST_US: dict[str, float] = {"order": 18, "gift": 14, "client": 14, "employee": 11,
+                             "site": 10, "catalog": 8, "admin_user": 8, "audit": 8}
+"""Rough microseconds per key: the costliest family is handed out first."""
+
+
+def family_keys(c: KvContext, family: str) -> int:
+    """How many keys ``family`` writes: each family knows where its time stamps start
+    without waiting for the ones before it."""
+    n = c.counts
+    if family == "client":
+        return sum(sum(_client_keys(c, k)) for k in range(n["client"])) + 2 * c.edge
+    if family == "site":
+        bad = c.plan("site").is_bad
+        return sum(2 + _site_staging(c, k) - bad(k) for k in range(n["site"]))
+    if family == "catalog":
+        return 2 * n["catalog"]
+    if family == "gift":
+        return n["gift"] + 1  # and gifts:all
+    if family == "noise":
+        return n["cache"] + 6
+    return n[family]
+
+
 def generate_kv(out: str, *, scale: float = 1.0, seed: int = 0, edge_cases: bool = False,
                 bad_rate: float = 0.0, table: str | None = None,
-                manifest_path: str | None = None, replace: bool = False) -> Manifest:
+                manifest_path: str | None = None, replace: bool = False,
+                workers: int | None = None) -> Manifest:
     """Write the key-value dataset to ``out`` and its manifest.
 
     ``out`` is a PostgreSQL DSN (the table ``table``, default ``kv_store_demo``, is created
     and loaded; ``replace=True`` drops an existing one first) or a path ending in ``.jsonl``.
     The manifest goes to ``manifest_path``, else next to a ``.jsonl`` file as
-    ``manifest.json``, else ``./manifest-kv.json``.
+    ``manifest.json``, else ``./manifest-kv.json``. Families of keys are generated by up to
+    ``workers`` processes at once (default: one per CPU for a big dataset) and written in
+    their fixed order: same arguments, same bytes, whatever the number of workers.
     """
     if not 0.0 <= bad_rate <= 1.0:
         raise ValueError(f"bad_rate must be between 0 and 1, not {bad_rate}")
     counts = entity_counts(scale)
     jsonl = out.endswith(".jsonl")
+    base = KvContext(seed=seed, edge=edge_cases, bad_rate=bad_rate, counts=counts,
+                     pools=Pools(seed))
     sink = kv_sink(out, table, replace=replace)
-    c = KvContext(seed=seed, edge=edge_cases, bad_rate=bad_rate, counts=counts,
-                  pools=Pools(seed), sink=sink)
     try:
-        for build in (_clients, _sites, _catalogs, _gifts, _employees, _orders, _admins,
-                      _audit, _noise):
-            build(c)
+        tallies = _write_families(base, sink, workers)
     except BaseException:
         sink.abort()
         raise
     sink.close()
+    tally = Tally()
+    for part in tallies:  # in family order: the manifest does not depend on timing
+        tally.documents.update(part.documents)
+        tally.rows.update(part.rows)
+        tally.rejects.extend(part.rejects)
+        tally.nulled.update(part.nulled)
+        tally.unmatched += part.unmatched
     manifest = Manifest(
         dataset="kv", seed=seed, scale=scale,
         options={"edge_cases": edge_cases, "bad_rate": bad_rate,
                  "format": "jsonl" if jsonl else "postgres",
                  "table": None if jsonl else (table or KV_TABLE_DEFAULT)},
         mapping=MAPPING,
-        documents=dict(c.tally.documents),
-        expected_rows=c.tally.expected_rows(TABLES),
-        expected_quarantined=c.tally.rejects,
-        expected_unmatched_keys=c.tally.unmatched,
-        expected_nulled=dict(c.tally.nulled),
+        documents=dict(tally.documents),
+        expected_rows=tally.expected_rows(TABLES),
+        expected_quarantined=tally.rejects,
+        expected_unmatched_keys=tally.unmatched,
+        expected_nulled=dict(tally.nulled),
     )
     target = manifest_path or (str(Path(out).parent / "manifest.json") if jsonl
                                else "manifest-kv.json")
     manifest.write(target)
     return manifest
+
+
+def _write_family(base: KvContext, i: int, offset: int, sink: KvSink) -> Tally:
+    """Generate family ``i`` (its first key being the ``offset``-th) into ``sink``."""
+    family, build = FAMILIES[i]
+    c = KvContext(seed=base.seed, edge=base.edge, bad_rate=base.bad_rate,
+                  counts=base.counts, pools=base.pools, sink=sink, family=family,
+                  written=offset)
+    build(c)
+    if c.written != offset + family_keys(c, family):
+        raise AssertionError(f"family {family} wrote {c.written - offset} keys, "
+                             f"not the {family_keys(c, family)} its time stamps assume")
+    return c.tally
+
+
+def _write_families(base: KvContext, sink: KvSink, workers: int | None) -> list[Tally]:
+    sizes = [family_keys(base, family) for family, _ in FAMILIES]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    if workers is None:
+        workers = default_workers(sum(sizes))
+    if workers > 1 and can_fork():
+        costs = [n * COST_US.get(family, 5) for n, (family, _) in zip(sizes, FAMILIES,
+                                                                       strict=True)]
+        return _in_processes(base, sink, offsets, costs, workers)
+    return [_write_family(base, i, offsets[i], sink) for i in range(len(FAMILIES))]
+
+
+# --------------------------------------------------------------------------- processes
+
+_FORKED: tuple[KvContext, KvSink, list[int], Path] | None = None
+"""What forked workers inherit (set only while they run)."""
+
+
+def _forked_family(i: int) -> tuple[int, Tally, Path]:
+    assert _FORKED is not None
+    base, sink, offsets, scratch = _FORKED
+    part = sink.part(scratch / f"{i}-{FAMILIES[i][0]}.part")
+    try:
+        tally = _write_family(base, i, offsets[i], part)
+    except BaseException:
+        part.abort()
+        raise
+    part.close()
+    return i, tally, part.path
+
+
+def _in_processes(base: KvContext, sink: KvSink, offsets: list[int], costs: list[float],
+                  workers: int) -> list[Tally]:
+    """Generate the families in ``workers`` forked processes, each into a part file, and
+    append the parts to ``sink`` in family order as soon as each is ready (parts wait on
+    disk, so memory stays bounded)."""
+    global _FORKED
+    # the costliest family (orders) first, the others in their order: while one worker is
+    # on the big one, the parts before it are made, and appended, by the others
+    big = max(range(len(FAMILIES)), key=lambda i: costs[i])
+    order = [big] + [i for i in range(len(FAMILIES)) if i != big]
+    tallies: dict[int, Tally] = {}
+    ready: dict[int, Path] = {}
+    nxt = 0
+    with tempfile.TemporaryDirectory(prefix=".docshift-kv-", dir=sink.scratch) as tmp:
+        _FORKED = (base, sink, offsets, Path(tmp))
+        try:
+            # fork: the workers share the settings and text pools without pickling them
+            with multiprocessing.get_context("fork").Pool(min(workers, len(FAMILIES))) as pool:
+                for i, tally, path in pool.imap_unordered(_forked_family, order):
+                    tallies[i] = tally
+                    ready[i] = path
+                    while nxt in ready:
+                        sink.append(ready.pop(nxt))
+                        nxt += 1
+        finally:
+            _FORKED = None
+    return [tallies[i] for i in range(len(FAMILIES))]
