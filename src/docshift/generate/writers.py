@@ -480,7 +480,7 @@ class KvPostgresWriter(_KvStream):
             from docshift.errors import TargetError
 
             raise TargetError(f"table {table} already exists in the target database",
-                              hint="give another table name, or drop it first")
+                              hint="give another table name (--table), or replace it (--replace)")
         # the primary key is added after the data, as for any bulk load
         self.conn.execute(sql.SQL(
             "CREATE TABLE {} (key text NOT NULL, value jsonb NOT NULL, "
