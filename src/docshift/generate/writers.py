@@ -80,7 +80,7 @@ def _index_specs(indexes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return specs
 
 
-class _BsonFile:
+class _ChunkedFile:
     """Encodes documents and writes them in chunks of about :data:`_CHUNK` bytes."""
 
     def __init__(self, out: IO[bytes] | _Background) -> None:
@@ -88,8 +88,11 @@ class _BsonFile:
         self._parts: list[bytes] = []
         self._size = 0
 
+    def encode(self, doc: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
     def write(self, doc: dict[str, Any]) -> None:
-        data = bson.encode(doc)
+        data = self.encode(doc)
         self._parts.append(data)
         self._size += len(data)
         if self._size >= _CHUNK:
@@ -100,6 +103,13 @@ class _BsonFile:
             self._out.write(b"".join(self._parts))
             self._parts.clear()
             self._size = 0
+
+
+class _BsonFile(_ChunkedFile):
+    """Documents as BSON, one after the other (the ``.bson`` layout)."""
+
+    def encode(self, doc: dict[str, Any]) -> bytes:
+        return bson.encode(doc)
 
 
 class _Background:
@@ -209,26 +219,11 @@ def _relaxed(value: Any) -> Any:
 _EXPORT_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE
 
 
-class _JsonLinesFile:
-    """One relaxed Extended JSON document per line, written in chunks."""
+class _JsonLinesFile(_ChunkedFile):
+    """One relaxed Extended JSON document per line."""
 
-    def __init__(self, fh: IO[bytes]) -> None:
-        self._fh = fh
-        self._parts: list[bytes] = []
-        self._size = 0
-
-    def write(self, doc: dict[str, Any]) -> None:
-        data = orjson.dumps(doc, default=_relaxed, option=_EXPORT_OPTIONS)
-        self._parts.append(data)
-        self._size += len(data)
-        if self._size >= _CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._parts:
-            self._fh.write(b"".join(self._parts))
-            self._parts.clear()
-            self._size = 0
+    def encode(self, doc: dict[str, Any]) -> bytes:
+        return orjson.dumps(doc, default=_relaxed, option=_EXPORT_OPTIONS)
 
 
 class MongoexportWriter:
