@@ -35,6 +35,7 @@ from docshift.generate.draw import (
     iso_ms,
     megabyte_text,
     mix64,
+    sound_index,
     strip_missing,
 )
 from docshift.generate.manifest import (
@@ -284,10 +285,7 @@ class Context(Draws):
     def ref(self, coll: str) -> ObjectId:
         """The id of a random sound document of ``coll``."""
         n, bad, base, ids = self._targets[coll]
-        k = int(self.rnd() * n)
-        if bad is not None:
-            while bad(k):
-                k = (k + 1) % n
+        k = sound_index(self.rnd(), n, bad)
         if ids is None:
             return ObjectId(((k << 64) + (k & 0xFFFFFF) + base).to_bytes(12, "big"))
         oid = ids[k]

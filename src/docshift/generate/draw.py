@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -88,6 +88,19 @@ _MS = timedelta(milliseconds=1)
 _MINUTES = [f"{m // 60:02d}:{m % 60:02d}:" for m in range(1440)]
 _SECONDS = [f"{s:02d}." for s in range(60)]
 _MILLIS = [f"{f:03d}Z" for f in range(1000)]
+
+
+def sound_index(draw: float, n: int, bad: Callable[[int], bool] | None) -> int:
+    """An index below ``n`` picked by ``draw`` (in [0, 1)), moved past defective documents.
+
+    Every generator picks references this way, so a reference never points at a document
+    that is quarantined on purpose (which would make the expected outcome cascade).
+    """
+    k = int(draw * n)
+    if bad is not None:
+        while bad(k):
+            k = (k + 1) % n
+    return k
 
 
 def mix64(x: int) -> int:

@@ -34,6 +34,7 @@ from docshift.generate.draw import (
     iso_ms,
     megabyte_text,
     mix64,
+    sound_index,
 )
 from docshift.generate.manifest import DefectPlan, Manifest, Tally, int_hash, unit_hash
 from docshift.generate.writers import KV_TABLE_DEFAULT, KvSink, kv_sink
@@ -181,21 +182,12 @@ class KvContext(Draws):
     def ref(self, kind: str) -> str:
         """The id of a random sound ``kind`` (client, site, gift or employee)."""
         n, bad, prefix, width = self._refs[kind]
-        k = int(self.rnd() * n)
-        if bad is not None:
-            while bad(k):
-                k = (k + 1) % n
-        return prefix + str(k + 1).zfill(width)
+        return prefix + str(sound_index(self.rnd(), n, bad) + 1).zfill(width)
 
     def pick_index(self, kind: str, below: int | None = None) -> int:
         """A random sound index of ``kind`` (below ``below`` if given)."""
         n = below if below is not None else self.counts[kind]
-        k = int(self.rnd() * n)
-        bad = self._bad.get(kind)
-        if bad is not None:
-            while bad(k):
-                k = (k + 1) % n
-        return k
+        return sound_index(self.rnd(), n, self._bad.get(kind))
 
     # values ---------------------------------------------------------------------
 
