@@ -18,6 +18,7 @@ from bson.codec_options import CodecOptions
 from docshift.generate import LARGE_SCALE, Manifest, generate_crm
 from docshift.generate.crm import BASE_COUNTS, TABLES, collection_counts
 from docshift.spec import load_mapping
+from tests.generate.strings import strings as all_strings
 
 REPO = Path(__file__).resolve().parents[2]
 CODEC = CodecOptions(tz_aware=True)
@@ -184,15 +185,6 @@ def test_two_sided_links_mostly_agree(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- edge cases
 
 
-def _strings(value: Any) -> Any:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
 
 
 def _dates(value: Any) -> Any:
@@ -209,7 +201,7 @@ def _dates(value: Any) -> Any:
 def test_edge_cases_are_present(edge_dump: tuple[Manifest, dict]) -> None:
     m, docs = edge_dump
     assert m.expected_quarantined == []
-    strings = [s for c in docs.values() for d in c for s in _strings(d)]
+    strings = [s for c in docs.values() for d in c for s in all_strings(d)]
     assert any(len(s) == 1 << 20 for s in strings)
     assert any("🎉" in s for s in strings)
     assert any("\u05e9" in s for s in strings)  # Hebrew (right-to-left)

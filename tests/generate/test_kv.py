@@ -16,6 +16,7 @@ from docshift.generate import LARGE_SCALE, Manifest, generate_kv
 from docshift.generate.kv import TABLES, entity_counts
 from docshift.spec import load_mapping
 from docshift.spec.model import pattern_regex
+from tests.generate.strings import strings as all_strings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,21 +115,12 @@ def test_unmatched_keys_follow_the_mapping(edge: tuple[Manifest, dict[str, Any]]
     assert len(unmatched) == m.expected_unmatched_keys > 0
 
 
-def _strings(value: Any) -> Any:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
 
 
 def test_edge_cases_are_present(edge: tuple[Manifest, dict[str, Any]]) -> None:
     m, kv = edge
     assert m.expected_quarantined == []
-    strings = [s for v in kv.values() for s in _strings(v)] + list(kv)
+    strings = [s for v in kv.values() for s in all_strings(v)] + list(kv)
     assert any(len(s) == 1 << 20 for s in strings)
     assert any("🎉" in s for s in strings)
     assert any("\u05e9" in s for s in strings)

@@ -35,6 +35,7 @@ from docshift.generate.draw import (
     iso_ms,
     megabyte_text,
     mix64,
+    set_field,
     sound_index,
     strip_missing,
 )
@@ -877,11 +878,10 @@ def _my_account(c: Context) -> dict[str, Any]:
 
 def _conversion(table: str, path: str, value: Any, error_class: str) -> DefectFn:
     """A value the converter refuses (MISSING: the field is left out)."""
+    change = set_field(path, value)
+
     def apply(c: Context, k: int, doc: dict[str, Any]) -> tuple[str, str, str]:
-        if value is MISSING:
-            doc.pop(path, None)
-        else:
-            doc[path] = value
+        change(doc)
         return table, path, error_class
     return apply
 

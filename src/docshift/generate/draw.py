@@ -90,6 +90,16 @@ _SECONDS = [f"{s:02d}." for s in range(60)]
 _MILLIS = [f"{f:03d}Z" for f in range(1000)]
 
 
+def set_field(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """A change to one top-level field of a document (MISSING: leave the field out)."""
+    def apply(doc: dict[str, Any]) -> None:
+        if value is MISSING:
+            doc.pop(path, None)
+        else:
+            doc[path] = value
+    return apply
+
+
 def sound_index(draw: float, n: int, bad: Callable[[int], bool] | None) -> int:
     """An index below ``n`` picked by ``draw`` (in [0, 1)), moved past defective documents.
 

@@ -34,6 +34,7 @@ from docshift.generate.draw import (
     iso_ms,
     megabyte_text,
     mix64,
+    set_field,
     sound_index,
 )
 from docshift.generate.manifest import DefectPlan, Manifest, Tally, int_hash, unit_hash
@@ -551,11 +552,10 @@ KvDefect = Callable[[KvContext, int, dict[str, Any]], tuple[str, str, str]]
 
 
 def _conversion(table: str, path: str, value: Any, error_class: str) -> KvDefect:
+    change = set_field(path, value)
+
     def apply(c: KvContext, k: int, doc: dict[str, Any]) -> tuple[str, str, str]:
-        if value is MISSING:
-            doc.pop(path, None)
-        else:
-            doc[path] = value
+        change(doc)
         return table, path, error_class
     return apply
 
