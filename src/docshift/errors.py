@@ -6,6 +6,8 @@
     ├── ConversionError           one value of one document cannot be converted; never stops a
     │                             run: the document goes to quarantine with this error's fields
     ├── TargetError               the target PostgreSQL refused something docshift needs
+    │   └── LeaseLost             another process holds or moved a work unit's lease; the
+    │                             batch was rolled back and this loader stops
     └── RunAborted                the run stopped on purpose (``--max-errors`` exceeded) → exit 1
 
 Errors carry context as attributes so that the CLI, the quarantine table and the reports
@@ -63,6 +65,10 @@ class ConversionError(DocshiftError):
 
 class TargetError(DocshiftError):
     """The target database refused an operation docshift needs."""
+
+
+class LeaseLost(TargetError):
+    """A work unit's checkpoint moved under this loader: someone else is loading it."""
 
 
 class RunAborted(DocshiftError):

@@ -55,7 +55,7 @@ def plan():
 
 
 def test_document_gives_rows_for_every_table():
-    res = plan().build(doc())
+    res = plan().build(doc(), 7)
     assert res.rejection is None
     oid = objectid_to_uuid(ObjectId(b"\x01" * 12))
     (order,) = res.rows["orders"]
@@ -66,8 +66,8 @@ def test_document_gives_rows_for_every_table():
     assert [r[:3] for r in res.rows["order_lines"]] == [(oid, 0, "A"), (oid, 1, "B")]
     assert [r[:3] for r in res.rows["order_attrs"]] == [(oid, "color", "red"),
                                                         (oid, "size", "L")]
-    # every row ends with its source key (the hidden column)
-    assert all(r[-1] == str(ObjectId(b"\x01" * 12)) for rows in res.rows.values()
+    # every row ends with its source key and document number (the hidden columns)
+    assert all(r[-2:] == (str(ObjectId(b"\x01" * 12)), 7) for rows in res.rows.values()
                for r in rows)
 
 

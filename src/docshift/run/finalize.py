@@ -21,7 +21,7 @@ from psycopg import sql
 
 from docshift.spec.model import Mapping
 from docshift.target.connect import connect
-from docshift.target.ddl import Constraint, constraints, qualified
+from docshift.target.ddl import HIDDEN_COLUMNS, Constraint, constraints, qualified
 from docshift.target.state import mark_step, objects, step_done
 from docshift.transform.rows import SOURCE_KEY_COLUMN, compile_streams
 
@@ -127,8 +127,10 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int, log: Any = None,
                    for t in order for c in all_cons[t] if c.kind == "index"])
     sequential([
         (f"drop-key-column:{t}", lambda c, t=t: c.execute(
-            sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
-                qualified(m.target.schema_, t), sql.Identifier(SOURCE_KEY_COLUMN))))
+            sql.SQL("ALTER TABLE {} {}").format(
+                qualified(m.target.schema_, t), sql.SQL(", ").join(
+                    sql.SQL("DROP COLUMN IF EXISTS {}").format(sql.Identifier(col))
+                    for col in HIDDEN_COLUMNS))))
         for t in order])
     per_table([[(f"analyze:{t}", lambda c, t=t: c.execute(
         sql.SQL("ANALYZE {}").format(qualified(m.target.schema_, t))))] for t in order])

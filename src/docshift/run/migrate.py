@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -218,7 +218,10 @@ def plan_units(m: Mapping, dsn: str, opts: RunOptions) -> list[Unit]:
                 sized.append((n, Unit(name, name, estimate=n or None)))
     finally:
         src.close()
-    return [u for _, u in sorted(sized, key=lambda su: -su[0])]
+    # numbers follow source order (doc_ids order documents by them); the load order is
+    # largest first
+    numbered = {u.name: replace(u, number=i) for i, (_, u) in enumerate(sized, start=1)}
+    return [numbered[u.name] for _, u in sorted(sized, key=lambda su: -su[0])]
 
 
 def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: RunOptions,

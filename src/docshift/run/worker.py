@@ -19,7 +19,14 @@ from docshift.sources import open_source
 from docshift.spec.model import Mapping
 from docshift.target.connect import connect
 from docshift.target.load import load_batch, table_copies
-from docshift.target.state import Unit, load_checkpoint, save_checkpoint, set_estimate
+from docshift.target.state import (
+    Checkpoint,
+    Unit,
+    doc_id,
+    load_checkpoint,
+    save_checkpoint,
+    set_estimate,
+)
 from docshift.transform.convert import install_json_dumps
 from docshift.transform.rows import compile_streams
 
@@ -95,9 +102,9 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
                 if end is not None and past(sdoc.position, end):
                     # the end document vanished from a live source: never read into the
                     # next unit's range
-                    cp.done = True
                     break
-                batch.append((sdoc, plan.build(sdoc)))
+                batch.append((sdoc, plan.build(sdoc, doc_id(unit.number,
+                                                             cp.docs_read + len(batch)))))
                 last = end is not None and sdoc.position == end
                 if len(batch) >= batch_size or last:
                     # the unit's last batch also marks it done, in the same transaction
@@ -110,11 +117,13 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
                     if should_stop():
                         report(Progress(stream, "stopped"))
                         return False
-            cp.done = True
             if batch:
+                cp.done = True
                 _flush(conn, m, run_id, unit, batch, copies, cp, started, report)
-            else:
-                save_checkpoint(conn, run_id, cp)
+            elif not cp.done:
+                finished = Checkpoint(**{**cp.__dict__, "done": True})
+                save_checkpoint(conn, run_id, finished, cp)
+                cp.done = True
             report(Progress(stream, "done"))
             return True
     finally:
@@ -129,8 +138,8 @@ def unit_estimate(s: object, unit: Unit) -> int | None:
 
 def _flush(conn: psycopg.Connection, m: Mapping, run_id: int, unit: Unit, batch: list,
            copies: dict, cp, started: float, report: Report) -> None:
-    source_stream, stream = unit.source_stream, unit.name
-    result = load_batch(conn, run_id, source_stream, batch, copies, cp,
+    stream = unit.name
+    result = load_batch(conn, run_id, unit, batch, copies, cp,
                         time.perf_counter() - started)
     report(Progress(stream, "batch", docs=len(batch), rows=result.rows,
                     rejected=result.rejected, reject_classes=result.reject_classes))

@@ -8,6 +8,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from docshift.dsn import mask
 from docshift.spec.model import Mapping
 
 DSN_ENV = "DOCSHIFT_DSN"
@@ -26,13 +27,7 @@ def target_dsn(m: Mapping, override: str | None = None) -> str:
 
 def redact(dsn: str) -> str:
     """The DSN with any password replaced by ``***`` (DSNs are never printed with secrets)."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except Exception:
-        return "<dsn>"
-    if params.get("password"):
-        params["password"] = "***"
-    return make_conninfo(**params)
+    return mask(dsn)
 
 
 APPLICATION_NAME = "docshift"

@@ -15,7 +15,7 @@ from psycopg import sql
 
 from docshift.spec.check import resolve_reference
 from docshift.spec.model import Mapping, TableSpec
-from docshift.transform.rows import SOURCE_KEY_COLUMN, column_types
+from docshift.transform.rows import SOURCE_DOC_COLUMN, SOURCE_KEY_COLUMN, column_types
 
 MAX_IDENT = 63
 """PostgreSQL truncates identifiers longer than this; names are shortened with a hash."""
@@ -30,16 +30,20 @@ def object_name(*parts: str) -> str:
     return name.encode()[: MAX_IDENT - 9].decode(errors="ignore") + "_" + digest
 
 
+HIDDEN_COLUMNS = {SOURCE_KEY_COLUMN: "text", SOURCE_DOC_COLUMN: "bigint"}
+"""Columns every loaded table carries while the run is under way (dropped at the end)."""
+
+
 def qualified(schema: str, table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
 
 
 def load_columns(table: TableSpec) -> list[str]:
-    """The columns COPY writes, in row order: mapped columns, catch-all, hidden source key."""
+    """The columns COPY writes, in row order: mapped columns, catch-all, hidden columns."""
     cols = list(table.columns)
     if table.extra:
         cols.append(table.extra)
-    return [*cols, SOURCE_KEY_COLUMN]
+    return [*cols, *HIDDEN_COLUMNS]
 
 
 def create_table(m: Mapping, name: str) -> sql.Composed:
@@ -59,7 +63,8 @@ def create_table(m: Mapping, name: str) -> sql.Composed:
         defs.append(sql.SQL(" ").join(parts))
     if table.extra:
         defs.append(sql.SQL("{} jsonb").format(sql.Identifier(table.extra)))
-    defs.append(sql.SQL("{} text").format(sql.Identifier(SOURCE_KEY_COLUMN)))
+    defs += [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
+             for c, t in HIDDEN_COLUMNS.items()]
     # enum CHECKs come with the table, unlike keys: conversion already refuses values
     # outside the list, so they never fail a COPY, and checking each row as it arrives is
     # cheaper than scanning the whole table again afterwards

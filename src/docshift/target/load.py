@@ -22,7 +22,10 @@ from docshift.spec.model import Mapping
 from docshift.target.ddl import load_columns, qualified
 from docshift.target.state import (
     Checkpoint,
+    Unit,
     add_unmapped,
+    doc_id,
+    record_batch,
     save_checkpoint,
     write_rejects,
     write_unmatched,
@@ -53,7 +56,7 @@ def table_copies(m: Mapping, plan: StreamPlan) -> dict[str, TableCopy]:
         types = [t.copy_name for t in column_types(m, table).values()]
         if table.extra:
             types.append("jsonb")
-        types.append("text")
+        types += ["text", "int8"]  # the hidden source key and document number
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             qualified(m.target.schema_, name),
             sql.SQL(", ").join(map(sql.Identifier, load_columns(table))))
@@ -73,49 +76,67 @@ class BatchResult:
 Item = tuple[SourceDocument, DocumentRows]
 
 
-def load_batch(conn: psycopg.Connection, run_id: int, source: str, items: list[Item],
+def load_batch(conn: psycopg.Connection, run_id: int, unit: Unit, items: list[Item],
                copies: dict[str, TableCopy], cp: Checkpoint, seconds: float) -> BatchResult:
-    """Commit one batch and move ``cp`` past it (``cp`` is updated in place on success)."""
+    """Commit one batch and move ``cp`` past it (``cp`` is updated in place on success).
+
+    The i-th item is the unit's document number ``cp.docs_read + i``; its rows already
+    carry that doc_id (see ``StreamPlan.build``).
+    """
     good = [it for it in items if it[1].rejection is None and it[1].matched]
     try:
         with conn.transaction():
-            result = _commit(conn, run_id, source, items, good, [], copies, cp, seconds)
-    except (psycopg.errors.DataError, psycopg.errors.IntegrityError,
-            psycopg.errors.ProgrammingError, psycopg.errors.InternalError_) as exc:
-        if len(good) == 0:
-            raise
-        del exc  # the batch is retried document by document below
+            result = _commit(conn, run_id, unit, items, good, [], copies, cp, seconds)
+    except _RefusedCopy as exc:
+        if not isinstance(exc.error, (psycopg.errors.DataError, psycopg.errors.IntegrityError,
+                                      psycopg.errors.ProgrammingError,
+                                      psycopg.errors.InternalError_)) or len(good) == 0:
+            raise exc.error from None
+        # the batch is retried in halves below, down to the refused documents
         with conn.transaction():
             bad: list[tuple[Item, str, str]] = []
             kept = _isolate(conn, good, copies, bad)
-            result = _commit(conn, run_id, source, items, kept, bad, copies, cp, seconds,
+            result = _commit(conn, run_id, unit, items, kept, bad, copies, cp, seconds,
                              copied=True)
     return result
+
+
+class _RefusedCopy(Exception):
+    """PostgreSQL refused the COPY into ``table``."""
+
+    def __init__(self, table: str, error: psycopg.DatabaseError) -> None:
+        super().__init__(table)
+        self.table, self.error = table, error
 
 
 def _copy(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCopy]) -> None:
     with conn.cursor() as cur:
         for table, cp in copies.items():
             if any(table in res.rows for _, res in items):
-                cp.write(cur, chain.from_iterable(res.rows.get(table, ()) for _, res in items))
+                try:
+                    cp.write(cur, chain.from_iterable(res.rows.get(table, ())
+                                                      for _, res in items))
+                except psycopg.errors.OperationalError:
+                    raise
+                except psycopg.DatabaseError as exc:
+                    raise _RefusedCopy(table, exc) from exc
 
 
 def _isolate(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCopy],
-             bad: list[tuple[Item, str, str]]) -> list[Item]:
+             bad: list[tuple[Item, str, str, str]]) -> list[Item]:
     """Load what PostgreSQL accepts, bisecting inside savepoints; collect the refused."""
     try:
         with conn.transaction():
             _copy(conn, items, copies)
         return items
-    except psycopg.errors.OperationalError:
-        raise
-    except psycopg.DatabaseError as exc:
+    except _RefusedCopy as refused:
+        exc = refused.error
         if len(items) == 1:
             state = exc.sqlstate or "XX000"
             name = type(exc).__name__
             msg = (exc.diag.message_primary or str(exc)).strip()
             detail = exc.diag.message_detail
-            bad.append((items[0], f"pg_{_snake(name)}" if state else "pg_error",
+            bad.append((items[0], refused.table, f"pg_{_snake(name)}" if state else "pg_error",
                         f"PostgreSQL refused the row: {msg}" + (f" ({detail})" if detail else "")))
             return []
         mid = len(items) // 2
@@ -126,10 +147,13 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
-def _commit(conn: psycopg.Connection, run_id: int, source: str, items: list[Item],
-            good: list[Item], bad: list[tuple[Item, str, str]],
+def _commit(conn: psycopg.Connection, run_id: int, unit: Unit, items: list[Item],
+            good: list[Item], bad: list[tuple[Item, str, str, str]],
             copies: dict[str, TableCopy], cp: Checkpoint, seconds: float,
             copied: bool = False) -> BatchResult:
+    source = unit.source_stream
+    first = doc_id(unit.number, cp.docs_read)
+    ids = {id(sdoc): first + i for i, (sdoc, _) in enumerate(items)}
     if not copied:
         _copy(conn, good, copies)
     result = BatchResult()
@@ -140,17 +164,17 @@ def _commit(conn: psycopg.Connection, run_id: int, source: str, items: list[Item
         if res.rejection is not None:
             r = res.rejection
             rejects.append((run_id, source, sdoc.key, r.table, "convert", r.field,
-                            r.error_class, r.message, to_extended_json(sdoc.doc)))
+                            r.error_class, r.message, to_extended_json(sdoc.doc),
+                            ids[id(sdoc)]))
             result.reject_classes[r.error_class] = result.reject_classes.get(r.error_class, 0) + 1
         elif not res.matched:
             unmatched.append(sdoc.key)
         for path in res.unmapped:
             n, k = unmapped.get(path, (0, sdoc.key))
             unmapped[path] = (n + 1, k)
-    for (sdoc, res), error_class, message in bad:
-        table = next(iter(res.rows), None)
+    for (sdoc, _res), table, error_class, message in bad:
         rejects.append((run_id, source, sdoc.key, table, "load", None, error_class, message,
-                        to_extended_json(sdoc.doc)))
+                        to_extended_json(sdoc.doc), ids[id(sdoc)]))
         result.reject_classes[error_class] = result.reject_classes.get(error_class, 0) + 1
     for _, res in good:
         for table, rows in res.rows.items():
@@ -164,7 +188,9 @@ def _commit(conn: psycopg.Connection, run_id: int, source: str, items: list[Item
                      dict(cp.rows_written or {}), cp.done, cp.seconds + seconds)
     for t, n in result.rows.items():
         new.rows_written[t] = new.rows_written.get(t, 0) + n  # type: ignore[index]
-    save_checkpoint(conn, run_id, new)
+    record_batch(conn, run_id, cp.stream, first,
+                 cp.position if cp.position is not None else unit.start)
+    save_checkpoint(conn, run_id, new, cp)
     # only now, with everything written, move the caller's checkpoint
     cp.position, cp.docs_read, cp.docs_rejected = new.position, new.docs_read, new.docs_rejected
     cp.rows_written, cp.seconds = new.rows_written, new.seconds

@@ -14,9 +14,8 @@ from psycopg import sql
 
 from docshift.errors import TargetError
 from docshift.spec.model import Mapping
-from docshift.target.ddl import create_table, qualified
+from docshift.target.ddl import HIDDEN_COLUMNS, create_table, qualified
 from docshift.target.state import objects, record_object
-from docshift.transform.rows import SOURCE_KEY_COLUMN
 
 
 def prepare_create(conn: psycopg.Connection, m: Mapping) -> None:
@@ -94,8 +93,9 @@ def prepare_existing(conn: psycopg.Connection, m: Mapping) -> None:
             conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
                 sql.SQL(qual), sql.Identifier(name)))
         for t in m.tables:
-            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} text").format(
-                qualified(schema, t), sql.Identifier(SOURCE_KEY_COLUMN)))
+            for col, typ in HIDDEN_COLUMNS.items():
+                conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    qualified(schema, t), sql.Identifier(col), sql.SQL(typ)))
 
 
 def empty_target(conn: psycopg.Connection, m: Mapping) -> list[str]:
@@ -116,8 +116,9 @@ def empty_target(conn: psycopg.Connection, m: Mapping) -> list[str]:
             conn.execute(sql.SQL("TRUNCATE {}").format(tables))
             done.append("emptied " + ", ".join(m.tables))
             for t in m.tables:
-                conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
-                    qualified(m.target.schema_, t), sql.Identifier(SOURCE_KEY_COLUMN)))
+                for col in HIDDEN_COLUMNS:
+                    conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
+                        qualified(m.target.schema_, t), sql.Identifier(col)))
             for table, name, definition in objects(conn, "dropped"):
                 d = orjson.loads(definition or "{}")
                 exists = conn.execute(

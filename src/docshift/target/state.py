@@ -2,13 +2,20 @@
 
 Tables:
   runs            one row per migration run: mapping hash, status, settings, times
-  checkpoints     per run and source stream: the last committed position and counters;
+  checkpoints     per run and work unit: the last committed position and counters;
                   written in the *same transaction* as the rows of each batch, which is
-                  what makes a run exactly-once across any interruption
+                  what makes a run exactly-once across any interruption; also the unit's
+                  number (``unit_no``) and a fingerprint of the source it reads
+  batches         per committed batch: the number of its first document and the position
+                  the batch was read after, so any loaded document can be read again
+                  cheaply (to quarantine it whole when it is rejected after loading)
   rejects         the quarantine: every document (or row) that was not loaded, and why
   unmatched_keys  key-value keys that no table took and no ignore pattern named
   unmapped        source paths that no column reads, with counts and an example key
   steps           finalization steps already done (keys, constraints, indexes)
+  removals        rows that a policy removed or changed without quarantining a document:
+                  duplicates dropped by ``keep_first``, references set to NULL, link
+                  elements dropped by ``on_orphan: drop`` — with source key and value
   objects         what docshift created (create mode) or dropped to re-create later
                   (existing mode), so rollback and finalization know exactly what to touch
 """
@@ -22,6 +29,8 @@ import orjson
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
+
+from docshift.errors import LeaseLost
 
 STATE_SCHEMA = "docshift"
 
@@ -52,6 +61,15 @@ CREATE TABLE IF NOT EXISTS docshift.checkpoints (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, stream)
 );
+ALTER TABLE docshift.checkpoints ADD COLUMN IF NOT EXISTS unit_no integer;
+ALTER TABLE docshift.checkpoints ADD COLUMN IF NOT EXISTS fingerprint jsonb;
+CREATE TABLE IF NOT EXISTS docshift.batches (
+    run_id         bigint NOT NULL REFERENCES docshift.runs ON DELETE CASCADE,
+    stream         text NOT NULL,
+    first_doc      bigint NOT NULL,  -- doc_id of the batch's first document
+    after_position text,             -- the batch was read after this position (NULL: start)
+    PRIMARY KEY (run_id, stream, first_doc)
+);
 CREATE TABLE IF NOT EXISTS docshift.rejects (
     id           bigserial PRIMARY KEY,
     run_id       bigint NOT NULL REFERENCES docshift.runs ON DELETE CASCADE,
@@ -63,6 +81,21 @@ CREATE TABLE IF NOT EXISTS docshift.rejects (
     error_class  text NOT NULL,
     message      text NOT NULL,
     document     jsonb,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE docshift.rejects ADD COLUMN IF NOT EXISTS doc_id bigint;
+CREATE TABLE IF NOT EXISTS docshift.removals (
+    id           bigserial PRIMARY KEY,
+    run_id       bigint NOT NULL REFERENCES docshift.runs ON DELETE CASCADE,
+    table_name   text NOT NULL,
+    kind         text NOT NULL,  -- duplicate_dropped | reference_nulled | orphan_dropped
+    source       text,
+    source_key   text,
+    doc_id       bigint,
+    column_name  text,
+    value        text,           -- the value in the target (e.g. the converted UUID)
+    source_value text,           -- the value in the source document, when known
+    message      text NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS docshift.unmatched_keys (
@@ -158,13 +191,33 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class Unit:
-    """A piece of work: documents of ``source_stream`` after ``start`` up to ``end``."""
+    """A piece of work: documents of ``source_stream`` after ``start`` up to ``end``.
+
+    ``number`` is unique in the run and follows source order (streams in mapping order, the
+    key ranges of one stream in key order); it is the high part of each document's doc_id.
+    """
 
     name: str
     source_stream: str
     start: str | None = None
     end: str | None = None
     estimate: int | None = None
+    number: int = 0
+    fingerprint: dict[str, Any] | None = None
+
+
+DOC_ORDINAL_BITS = 40
+"""A doc_id is ``unit number << 40 | ordinal``: up to 2**40 documents per unit, in order."""
+
+
+def doc_id(unit_number: int, ordinal: int) -> int:
+    """The run-wide number of the ``ordinal``-th (0-based) document of a unit."""
+    return (unit_number << DOC_ORDINAL_BITS) | ordinal
+
+
+def split_doc_id(value: int) -> tuple[int, int]:
+    """(unit number, ordinal) of a doc_id."""
+    return value >> DOC_ORDINAL_BITS, value & ((1 << DOC_ORDINAL_BITS) - 1)
 
 
 def add_units(conn: psycopg.Connection, run_id: int, units: list[Unit]) -> None:
@@ -172,15 +225,16 @@ def add_units(conn: psycopg.Connection, run_id: int, units: list[Unit]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO docshift.checkpoints (run_id, stream, source_stream, unit_start, "
-            "unit_end, estimate) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            [(run_id, u.name, u.source_stream, u.start, u.end, u.estimate) for u in units])
+            "unit_end, estimate, unit_no, fingerprint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [(run_id, u.name, u.source_stream, u.start, u.end, u.estimate, u.number,
+              Jsonb(u.fingerprint) if u.fingerprint is not None else None) for u in units])
 
 
 def units(conn: psycopg.Connection, run_id: int) -> list[Unit]:
     """The run's work units, in the order they were registered."""
     return [Unit(*r) for r in conn.execute(
-        "SELECT stream, source_stream, unit_start, unit_end, estimate FROM docshift.checkpoints "
-        "WHERE run_id = %s ORDER BY ctid", (run_id,))]
+        "SELECT stream, source_stream, unit_start, unit_end, estimate, unit_no, fingerprint "
+        "FROM docshift.checkpoints WHERE run_id = %s ORDER BY ctid", (run_id,))]
 
 
 def load_checkpoint(conn: psycopg.Connection, run_id: int, unit: str) -> Checkpoint:
@@ -193,14 +247,34 @@ def load_checkpoint(conn: psycopg.Connection, run_id: int, unit: str) -> Checkpo
     return Checkpoint(unit, row[0], row[1], row[2], dict(row[3]), row[4], row[5])
 
 
-def save_checkpoint(conn: psycopg.Connection, run_id: int, cp: Checkpoint) -> None:
-    """Record ``cp``; call inside the batch's transaction."""
-    conn.execute(
+def save_checkpoint(conn: psycopg.Connection, run_id: int, cp: Checkpoint,
+                    previous: Checkpoint) -> None:
+    """Move the unit from ``previous`` to ``cp``; call inside the batch's transaction.
+
+    Compare-and-set: the update only applies while the stored checkpoint is still
+    ``previous`` (same position and count, not done). If anyone else has moved it — a
+    second process loading the same unit — :class:`LeaseLost` is raised and the caller's
+    transaction, with the batch's rows, must roll back.
+    """
+    cur = conn.execute(
         "UPDATE docshift.checkpoints SET position = %s, docs_read = %s, docs_rejected = %s, "
         "rows_written = %s, done = %s, seconds = %s, updated_at = now() "
-        "WHERE run_id = %s AND stream = %s",
+        "WHERE run_id = %s AND stream = %s AND position IS NOT DISTINCT FROM %s "
+        "AND docs_read = %s AND NOT done",
         (cp.position, cp.docs_read, cp.docs_rejected, Jsonb(cp.rows_written or {}), cp.done,
-         cp.seconds, run_id, cp.stream))
+         cp.seconds, run_id, cp.stream, previous.position, previous.docs_read))
+    if cur.rowcount != 1:
+        raise LeaseLost(f"work unit {cp.stream}: its checkpoint was moved by another process "
+                        "while this one was loading it; this batch was rolled back",
+                        hint="Only one docshift run may load a database at a time; re-run "
+                        "once the other one has stopped.")
+
+
+def record_batch(conn: psycopg.Connection, run_id: int, stream: str, first_doc: int,
+                 after_position: str | None) -> None:
+    """Remember where a batch started (in the batch's transaction), to re-read it later."""
+    conn.execute("INSERT INTO docshift.batches VALUES (%s, %s, %s, %s) "
+                 "ON CONFLICT DO NOTHING", (run_id, stream, first_doc, after_position))
 
 
 def set_estimate(conn: psycopg.Connection, run_id: int, stream: str, n: int | None) -> None:
@@ -209,7 +283,7 @@ def set_estimate(conn: psycopg.Connection, run_id: int, stream: str, n: int | No
 
 
 REJECT_COLUMNS = ("run_id", "source", "source_key", "table_name", "stage", "field",
-                  "error_class", "message", "document")
+                  "error_class", "message", "document", "doc_id")
 
 
 def write_rejects(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:

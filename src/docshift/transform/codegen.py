@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from docshift.transform.rows import CompiledColumn
 
 RowFunction = Callable[..., tuple[Any, ...]]
-"""``row(doc, key, captures, item, idx, entry_key, cache) -> tuple``."""
+"""``row(doc, key, captures, item, idx, entry_key, cache, doc_id) -> tuple``."""
 
 _EMPTY: dict[str, Any] = {}
 _MISS = object()
@@ -85,7 +85,7 @@ def getter_source(path: str, consts: dict[str, Any]) -> str:
 
 def compile_row(columns: list[CompiledColumn], cache_keys: list[str | None],
                 tail_extra: bool) -> RowFunction:
-    """One function building a row of ``columns`` (plus catch-all slot and source key)."""
+    """One function building a row of ``columns`` (plus catch-all slot, source key, doc id)."""
     consts: dict[str, Any] = {"_walk": walk_path, "_EMPTY": _EMPTY, "_MISS": _MISS,
                               "ConversionError": ConversionError,
                               "PATHS": tuple(c.path for c in columns)}
@@ -128,9 +128,10 @@ def compile_row(columns: list[CompiledColumn], cache_keys: list[str | None],
              "    if exc.field is None:",
              "        exc.field = PATHS[f]",
              "    raise"]
-    values = [f"a{i}" for i in range(len(columns))] + (["None"] if tail_extra else []) + ["key"]
+    values = [f"a{i}" for i in range(len(columns))] + (["None"] if tail_extra else [])
+    values += ["key", "docid"]
     body.append(f"return ({', '.join(values)},)")
-    src = ("def row(doc, key, captures, item, idx, ekey, cache):\n"
+    src = ("def row(doc, key, captures, item, idx, ekey, cache, docid=0):\n"
            + "\n".join(f"    {line}" for line in body) + "\n")
     namespace = dict(consts)
     exec(compile(src, "<docshift row>", "exec"), namespace)  # noqa: S102

@@ -36,6 +36,12 @@ SOURCE_KEY_COLUMN = "__docshift_key"
 document of each row so that duplicate and orphan resolution can quarantine by source key.
 It is dropped when the table is finalized."""
 
+SOURCE_DOC_COLUMN = "__docshift_doc"
+"""Second hidden column: the source document's number in the run (``target.state.doc_id``),
+which orders documents in source order (the first of two duplicates is the one kept) and
+finds every row of one document when the document is rejected after loading. Rows that were
+in an existing table before the run have NULL here: docshift never deletes those."""
+
 # A row context: (root document, source key, captures, item, index, entry key, cache).
 # The cache is a dict per document: values that depend only on the document (not on the
 # unnested item) are converted once and shared by every row and table built from it.
@@ -179,8 +185,11 @@ class StreamPlan:
     def tables(self) -> list[str]:
         return list(dict.fromkeys(f.table for f in self.feeds))
 
-    def build(self, sdoc: SourceDocument) -> DocumentRows:
-        """Turn one document into rows for each table (all of them, or a rejection)."""
+    def build(self, sdoc: SourceDocument, doc_id: int = 0) -> DocumentRows:
+        """Turn one document into rows for each table (all of them, or a rejection).
+
+        Every row ends with the document's source key and ``doc_id`` (the hidden columns).
+        """
         doc = sdoc.doc
         out = DocumentRows()
         if type(doc) is UnreadableDocument:
@@ -206,7 +215,7 @@ class StreamPlan:
                     continue
                 matched.append(i)
                 rows = out.rows.setdefault(feed.table, [])
-                self._feed_rows(feed, sdoc, captures, rows, cache)
+                self._feed_rows(feed, sdoc, captures, rows, cache, doc_id)
         except ConversionError as exc:
             out.rows = {}
             table = self.feeds[i].table
@@ -230,20 +239,20 @@ class StreamPlan:
         return out
 
     def _feed_rows(self, feed: CompiledFeed, sdoc: SourceDocument, captures: dict[str, str],
-                   rows: list[tuple[Any, ...]], cache: dict[Any, Any]) -> None:
+                   rows: list[tuple[Any, ...]], cache: dict[Any, Any], doc_id: int) -> None:
         doc, key, row = sdoc.doc, sdoc.key, feed.row
         if feed.unnest_getter is None:
-            rows.append(row(doc, key, captures, None, 0, None, cache))
+            rows.append(row(doc, key, captures, None, 0, None, cache, doc_id))
             return
         container = feed.unnest_getter((doc, key, captures, None, 0, None, cache))
         if container is None:
             return
         if type(container) is list:
             for idx, item in enumerate(container):
-                rows.append(row(doc, key, captures, item, idx, None, cache))
+                rows.append(row(doc, key, captures, item, idx, None, cache, doc_id))
         elif type(container) is dict:
             for idx, (k, item) in enumerate(container.items()):
-                rows.append(row(doc, key, captures, item, idx, k, cache))
+                rows.append(row(doc, key, captures, item, idx, k, cache, doc_id))
         else:
             raise ConversionError(
                 f"expected an array or an object to unnest, got {type(container).__name__}",
