@@ -5,6 +5,8 @@ codes (0 ok, 1 failure, 2 usage/mapping error, 3 finished with quarantined docum
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +66,26 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(EXIT_FAILED) from None
 
 
+@contextmanager
+def _ctrl_c_stops(ui: object) -> Iterator[threading.Event]:
+    """The first Ctrl+C asks the run to stop at the next batch boundary; a second one stops
+    at once (the batch in flight rolls back). Installed by the command line only: the
+    library never touches signal handlers."""
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        ui.message("Stopping after the current batch… (Ctrl+C again to stop at once)")  # type: ignore[attr-defined]
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _mapping(config: Path) -> Mapping:
     return load_mapping(config)
 
@@ -121,8 +143,8 @@ def run(
         tables_of = {s: p.tables for s, p in compile_streams(m).items()}
         opts = RunOptions(workers=workers, batch_size=batch_size, restart=restart,
                           max_errors=max_errors, split_min_docs=split_min_docs)
-        with RichUI(console, tables_of) as ui:
-            res = migrate(m, d, opts, ui)
+        with RichUI(console, tables_of) as ui, _ctrl_c_stops(ui) as stop:
+            res = migrate(m, d, opts, ui, stop)
         console.print(summary_table(res))
         if res.already_complete:
             console.print(f"Run {res.run_id} is already complete: nothing to do "
@@ -233,25 +255,22 @@ def rollback(
     dsn: Dsn = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really do it.")] = False,
 ) -> None:
-    """Drop what the migration created (or empty the mapped tables in existing mode)."""
-    from docshift.target.prepare import empty_target
-    from docshift.target.state import state_exists
+    """Drop what the migration created (existing mode: remove the rows it loaded)."""
+    from docshift.run.rollback import rollback as roll_back
+    from docshift.target.connect import target_dsn
 
     with _errors():
         m = _mapping(config)
         what = ("drops the tables docshift created" if m.target.mode == "create" else
-                "empties the mapped tables (" + ", ".join(m.tables) + ")")
+                "removes the rows this migration loaded from the mapped tables ("
+                + ", ".join(m.tables) + ") and restores their keys and indexes")
         if not yes:
-            err.print(f"rollback {what} and docshift's state (schema docshift) in the target; "
-                      "the source is never touched.\nRefusing without --yes.")
+            err.print(f"rollback {what}, and drops docshift's state (schema docshift, with "
+                      "the quarantine) in the target; the source is never touched.\n"
+                      "Refusing without --yes.")
             raise typer.Exit(EXIT_USAGE)
-        _, conn = _connect(m, dsn)
-        with conn:
-            if not state_exists(conn):
-                console.print("Nothing to roll back: docshift has no state in this database.")
-                return
-            for line in empty_target(conn, m):
-                console.print(line)
+        for line in roll_back(m, target_dsn(m, dsn)):
+            console.print(line, highlight=False, markup=False)
 
 
 @app.command()
@@ -321,6 +340,43 @@ def demo(
     with _errors():
         code = run_demo(console, scale=scale, workers=workers)
     raise typer.Exit(code)
+
+
+@app.command()
+def verify(
+    config: Config = DEFAULT_CONFIG,
+    dsn: Dsn = None,
+    sample: Annotated[int, typer.Option("--sample", min=1, help="Documents per stream whose "
+                                        "every mapped field is compared.")] = 1000,
+    full: Annotated[bool, typer.Option("--full", help="Compare every document.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report "
+                                                "here.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown "
+                                                  "sign-off report here.")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write a self-contained "
+                                                  "HTML report here.")] = None,
+) -> None:
+    """Prove the migration correct against the source; exit 1 if any check fails."""
+    from docshift.report.verify import print_terminal, render_html, render_markdown
+    from docshift.target.connect import target_dsn
+    from docshift.verify import VerifyOptions
+    from docshift.verify import verify as run_verify
+
+    with _errors():
+        m = _mapping(config)
+        rep = run_verify(m, target_dsn(m, dsn), VerifyOptions(sample=sample, full=full,
+                                                               seed=seed))
+        print_terminal(console, rep)
+        if report:
+            report.write_text(json.dumps(rep.as_json(), indent=2, default=str))
+        if markdown:
+            markdown.write_text(render_markdown(rep))
+        if html_out:
+            html_out.write_text(render_html(rep))
+        console.print(f"verification {rep.status} ({rep.seconds:.1f} s)")
+    if not rep.ok:
+        raise typer.Exit(EXIT_FAILED)
 
 
 server_app = typer.Typer(help="The embedded PostgreSQL server under ./.docshift/.",

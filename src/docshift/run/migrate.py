@@ -8,7 +8,9 @@ resumes the unfinished run from its checkpoints; a finished run is reported as c
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
+import os
 import queue
 import signal
 import threading
@@ -20,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from docshift.dsn import mask
 from docshift.errors import DocshiftError, RunAborted
 from docshift.run.finalize import FinalizeReport, finalize
 from docshift.run.worker import Progress, run_unit
@@ -32,9 +35,11 @@ from docshift.target.prepare import (
     resolve_existing_types,
 )
 from docshift.target.state import (
+    RUN_LOCK,  # noqa: F401 - re-exported: rollback takes the same lock
     Unit,
     add_units,
     ensure_state,
+    hold_run_lock,
     latest_run,
     set_run_status,
     start_run,
@@ -99,12 +104,31 @@ class UI:
 
 
 def mapping_hash(m: Mapping) -> str:
-    return hashlib.sha256(m.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
+    """The run's identity: the mapping without any secret and without the target's DSN.
+
+    The run lives in the target database, so the target DSN adds nothing, and a password
+    rotated between an interruption and its resume must not look like another mapping.
+    """
+    data = m.model_dump(mode="json", by_alias=True)
+    data.get("target", {}).pop("dsn", None)
+    source = data.get("source", {})
+    for k in ("dsn", "uri"):
+        if source.get(k):
+            source[k] = mask(source[k])
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None) -> RunResult:
-    """Run (or resume) the migration described by ``m`` into ``dsn``."""
+def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None,
+            stop: threading.Event | None = None) -> RunResult:
+    """Run (or resume) the migration described by ``m`` into ``dsn``.
+
+    Setting ``stop`` (from a signal handler, another thread, …) ends the load at the next
+    batch boundary; the run is then *interrupted* and resumes when migrated again. The
+    library installs no signal handler: the command line does.
+    """
     ui = ui or UI()
+    stop = stop or threading.Event()
     started = time.perf_counter()
     with connect(dsn) as conn:
         ensure_state(conn)
@@ -125,58 +149,116 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None) -> Run
                 hint="Re-run with --restart to undo it and start over with this mapping.")
         if run and run.status == "completed":
             return _summarize(conn, m, run.run_id, started, already=True)
-        pool = WorkerPool(m, dsn, opts) if opts.workers > 1 else None
+        if run is not None:
+            check_source_unchanged(m, dsn, units(conn, run.run_id))
+        workers = _capped_workers(opts.workers, ui)
+        pool = WorkerPool(m, dsn, opts, workers) if workers > 1 else None
         try:
-            run_id = _prepare(conn, m, dsn, opts, run, h)
+            run_id = _prepare(conn, m, dsn, opts, run, h, ui)
+            todo = units(conn, run_id)
             try:
-                _load_streams(m, dsn, run_id, units(conn, run_id), opts, ui, conn, pool)
+                _load_streams(m, dsn, run_id, todo, opts, ui, conn, pool, stop)
             except Interrupted:
                 set_run_status(conn, run_id, "interrupted")
                 raise
             except RunAborted:
                 set_run_status(conn, run_id, "aborted")
                 raise
+            except BaseException:
+                set_run_status(conn, run_id, "interrupted")
+                raise
         finally:
             if pool is not None:
                 pool.shutdown()
         pending = conn.execute("SELECT stream FROM docshift.checkpoints WHERE run_id = %s "
                                "AND NOT done ORDER BY stream", (run_id,)).fetchall()
-        if pending:
+        if pending or not todo:
             set_run_status(conn, run_id, "interrupted")
             raise DocshiftError(
-                "not every work unit finished: " + ", ".join(r[0] for r in pending),
+                "not every work unit finished: " + (", ".join(r[0] for r in pending)
+                                                    or "the run has no work units"),
                 hint="Re-run to resume from the checkpoints.")
-        rep = finalize(conn, m, run_id, log=ui.step, dsn=dsn, parallel=opts.workers)
-        set_run_status(conn, run_id, "completed")
+        try:
+            rep = finalize(conn, m, run_id, log=ui.step, dsn=dsn, parallel=workers)
+        except BaseException:
+            set_run_status(conn, run_id, "interrupted")
+            raise
+        set_run_status(conn, run_id, "failed" if rep.failures else "completed")
         result = _summarize(conn, m, run_id, started)
         result.finalize = rep
         return result
 
 
+MAX_WORKERS_PER_CPU = 2
+"""Worker processes per CPU at most: each waits on PostgreSQL about half of the time."""
+
+
+def _capped_workers(asked: int, ui: UI) -> int:
+    cap = max(1, (os.cpu_count() or 1) * MAX_WORKERS_PER_CPU)
+    if asked > cap:
+        ui.message(f"--workers {asked} is more than this machine can use; using {cap} "
+                   f"({MAX_WORKERS_PER_CPU} per CPU)")
+        return cap
+    return asked
+
+
+def check_source_unchanged(m: Mapping, dsn: str, planned: list[Unit]) -> None:
+    """Stop a resume whose source no longer is what the run planned its units on."""
+    from docshift.sources import base, open_source
+
+    describe = getattr(base, "describe_change", None)
+    src = open_source(m.source, dsn)
+    try:
+        for u in planned:
+            if u.fingerprint is None:
+                continue
+            stream = src.stream(u.source_stream)
+            now = stream.fingerprint(u.start, u.end)  # type: ignore[attr-defined]
+            if now == u.fingerprint:
+                continue
+            what = (describe(u.fingerprint, now) if describe else None) or \
+                f"stream {u.source_stream} is not what it was when the run started"
+            raise DocshiftError(
+                f"the source changed since this run started: {what}",
+                hint="Resuming would mix two versions of the source. Re-run with --restart to "
+                "undo what this run loaded and migrate the current source from scratch.")
+    finally:
+        src.close()
+
+
 def _prepare(conn: psycopg.Connection, m: Mapping, dsn: str, opts: RunOptions,
-             run: Any, mapping_hash_: str) -> int:
-    """Start a new run (target prepared, work units planned) or resume ``run``."""
+             run: Any, mapping_hash_: str, ui: UI) -> int:
+    """Start a new run (target prepared, work units planned) or resume ``run``.
+
+    A new run is born complete or not at all: the source is planned first (it may fail,
+    or be interrupted), then the target preparation, the run row and all its work units
+    are committed in one transaction.
+    """
     if run is not None:
+        if not units(conn, run.run_id):
+            raise DocshiftError(
+                f"run {run.run_id} has no work units (it was started by an older docshift "
+                "that could be stopped while planning)",
+                hint="Re-run with --restart to start over.")
         set_run_status(conn, run.run_id, "running")
         return int(run.run_id)
-    if m.target.mode == "create":
-        prepare_create(conn, m)
-    else:
-        prepare_existing(conn, m)
-    run_id = start_run(conn, mapping_hash_, m.path, {"workers": opts.workers,
-                                                     "batch_size": opts.batch_size})
-    add_units(conn, run_id, plan_units(m, dsn, opts))
+    planned, warnings = plan_units(m, dsn, opts)
+    for w in warnings:
+        ui.message(f"warning: {w}")
+    with conn.transaction():
+        if m.target.mode == "create":
+            prepare_create(conn, m)
+        else:
+            prepare_existing(conn, m)
+        run_id = start_run(conn, mapping_hash_, m.path, {"workers": opts.workers,
+                                                         "batch_size": opts.batch_size})
+        add_units(conn, run_id, planned)
     return run_id
 
 
-RUN_LOCK = "docshift.run"
-"""Advisory lock held by the process that runs a migration: one run per database at a time."""
-
-
 def _lock_run(conn: psycopg.Connection) -> None:
-    # a session lock: released when this connection closes, also by a crash or kill -9
-    got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (RUN_LOCK,)).fetchone()
-    if not got or not got[0]:
+    """Hold the run lock on ``conn`` or refuse: one run (or rollback) per database at a time."""
+    if not hold_run_lock(conn):
         raise DocshiftError(
             "another docshift run is in progress against this database",
             hint="Wait for it to finish, or stop it (Ctrl+C) and re-run to resume.")
@@ -191,11 +273,13 @@ SPLIT_MIN_DOCS = 50_000
 """A stream is split into key ranges for parallel workers only from this size on."""
 
 
-def plan_units(m: Mapping, dsn: str, opts: RunOptions) -> list[Unit]:
-    """The run's work units, largest streams first; large ones split into key ranges.
+def plan_units(m: Mapping, dsn: str, opts: RunOptions) -> tuple[list[Unit], list[str]]:
+    """The run's work units, largest streams first, and the source's warnings.
 
-    Units are decided once, when the run starts, and stored with the checkpoints, so a
-    resumed run reads exactly the same ranges whatever ``--workers`` it is given.
+    Large streams are split into key ranges. Units are decided once, when the run starts,
+    and stored with the checkpoints and a fingerprint of what each reads, so a resumed run
+    reads exactly the same ranges whatever ``--workers`` it is given, and notices when the
+    source changed underneath it.
     """
     from docshift.sources import open_source
 
@@ -216,17 +300,25 @@ def plan_units(m: Mapping, dsn: str, opts: RunOptions) -> list[Unit]:
                 sized += [(u.estimate or n / len(parts), u) for u in parts]
             else:
                 sized.append((n, Unit(name, name, estimate=n or None)))
+        fingerprint = {u.name: _fingerprint(src.stream(u.source_stream), u) for _, u in sized}
+        warnings = list(getattr(src, "warnings", []))
     finally:
         src.close()
     # numbers follow source order (doc_ids order documents by them); the load order is
     # largest first
-    numbered = {u.name: replace(u, number=i) for i, (_, u) in enumerate(sized, start=1)}
-    return [numbered[u.name] for _, u in sorted(sized, key=lambda su: -su[0])]
+    numbered = {u.name: replace(u, number=i, fingerprint=fingerprint[u.name])
+                for i, (_, u) in enumerate(sized, start=1)}
+    return [numbered[u.name] for _, u in sorted(sized, key=lambda su: -su[0])], warnings
+
+
+def _fingerprint(stream: object, u: Unit) -> dict[str, Any] | None:
+    fp = getattr(stream, "fingerprint", None)
+    return fp(u.start, u.end) if fp is not None else None
 
 
 def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: RunOptions,
-                  ui: UI, conn: psycopg.Connection, pool: WorkerPool | None) -> None:
-    stop = threading.Event()
+                  ui: UI, conn: psycopg.Connection, pool: WorkerPool | None,
+                  stop: threading.Event) -> None:
     errors = [_rejected_so_far(conn, run_id)]
     aborted: list[str] = []
 
@@ -238,22 +330,13 @@ def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: 
                            f"{opts.max_errors}")
             stop.set()
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        ui.message("Stopping after the current batch… (Ctrl+C again to stop at once)")
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        if pool is None:
-            for s in streams:
-                if not run_unit(m, dsn, run_id, s, opts.batch_size, stop.is_set, on_progress):
-                    break
-        else:
-            pool.run(run_id, streams, on_progress, stop)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    if pool is None:
+        for s in streams:
+            if not run_unit(m, dsn, run_id, s, opts.batch_size, stop.is_set, on_progress,
+                            on_wait=ui.message):
+                break
+    else:
+        pool.run(run_id, streams, on_progress, stop, ui)
     if aborted:
         raise RunAborted(f"run aborted: {aborted[0]}",
                          hint="See them with `docshift rejects`; re-run to continue.")
@@ -261,24 +344,61 @@ def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: 
         raise Interrupted("interrupted; re-run the same command to resume")
 
 
+PARENT_CHECK_SECONDS = 0.5
+"""How often a worker checks that the process that started it is still there."""
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this worker the moment its parent dies, so it never loads on without it.
+
+    On Linux the kernel sends SIGKILL when the parent goes (PR_SET_PDEATHSIG); elsewhere,
+    and as a second line, a thread watches the parent's pid. The server rolls back the
+    batch in flight, exactly as when the whole process group is killed.
+    """
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    except (OSError, AttributeError):
+        pass
+
+    def orphaned() -> bool:
+        return os.getppid() != parent_pid
+
+    if orphaned():
+        os._exit(1)
+
+    def watch() -> None:
+        while not orphaned():
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="docshift-parent-watch", daemon=True).start()
+
+
 def _worker_main(m: Mapping, dsn: str, batch_size: int, tasks: Any, reports: Any,
-                 stop: Any) -> None:
-    local = threading.Event()
-    # Ctrl+C reaches every process of the group: finish the batch, then stop
-    signal.signal(signal.SIGINT, lambda *_: local.set())
+                 stop: Any, parent_pid: int) -> None:
+    _exit_with_parent(parent_pid)
+    # Ctrl+C reaches every process of the group; the parent decides, and tells us via stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    def should_stop() -> bool:
-        return local.is_set() or stop.is_set()
+    def message(text: str) -> None:
+        reports.put(("message", text))
 
-    while not should_stop():
+    while not stop.is_set():
         task = tasks.get()
         if task is None:
             return
         run_id, unit = task
         try:
-            run_unit(m, dsn, run_id, unit, batch_size, should_stop, reports.put)
+            run_unit(m, dsn, run_id, unit, batch_size, stop.is_set, reports.put,
+                     on_wait=message)
+        except DocshiftError as exc:
+            reports.put(("error", unit.name, exc.message, exc.hint))
+            return
         except Exception:
-            reports.put(("error", unit.name, traceback.format_exc()))
+            reports.put(("error", unit.name, traceback.format_exc(), None))
             return
 
 
@@ -289,25 +409,35 @@ class WorkerPool:
     importing docshift) overlaps the preparation instead of delaying the load.
     """
 
-    def __init__(self, m: Mapping, dsn: str, opts: RunOptions) -> None:
+    def __init__(self, m: Mapping, dsn: str, opts: RunOptions, workers: int) -> None:
         ctx = mp.get_context("spawn")
         self.tasks = ctx.Queue()
         self.reports = ctx.Queue()
         self.stop = ctx.Event()
         self.procs = [ctx.Process(target=_worker_main, daemon=True,
                                   args=(m, dsn, opts.batch_size, self.tasks, self.reports,
-                                        self.stop))
-                      for _ in range(opts.workers)]
+                                        self.stop, os.getpid()))
+                      for _ in range(workers)]
         for p in self.procs:
             p.start()
         self._closed = False
 
     def run(self, run_id: int, units: list[Unit], on_progress: Callable[[Progress], None],
-            stop: threading.Event) -> None:
+            stop: threading.Event, ui: UI) -> None:
         """Load ``units`` on the workers; returns when every worker has finished."""
         for u in units:
             self.tasks.put((run_id, u))
         self.close()
+
+        def handle(msg: Any) -> Any:
+            if not isinstance(msg, tuple):
+                on_progress(msg)
+            elif msg[0] == "message":
+                ui.message(msg[1])
+            else:
+                return msg
+            return None
+
         failure = None
         while True:
             try:
@@ -318,11 +448,10 @@ class WorkerPool:
                 if not any(p.is_alive() for p in self.procs):
                     break
                 continue
-            if isinstance(msg, tuple):
-                failure = failure or msg
+            bad = handle(msg)
+            if bad is not None:
+                failure = failure or bad
                 self.stop.set()
-            else:
-                on_progress(msg)
             if stop.is_set():
                 self.stop.set()
         for p in self.procs:
@@ -333,10 +462,10 @@ class WorkerPool:
                 msg = self.reports.get_nowait()
             except queue.Empty:
                 break
-            if not isinstance(msg, tuple):
-                on_progress(msg)
+            failure = failure or handle(msg)
         if failure:
-            raise DocshiftError(f"work unit {failure[1]!r} failed:\n{failure[2]}")
+            _, unit, message, hint = failure
+            raise DocshiftError(f"work unit {unit}: {message}", hint=hint)
         crashed = [p.exitcode for p in self.procs if p.exitcode not in (0, None)]
         if crashed and not stop.is_set():
             raise DocshiftError(

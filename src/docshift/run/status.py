@@ -10,7 +10,7 @@ from psycopg import sql
 
 from docshift.spec.model import Mapping
 from docshift.target.ddl import qualified
-from docshift.target.state import latest_run
+from docshift.target.state import latest_run, run_lock_held
 
 
 def table_rows(conn: psycopg.Connection, m: Mapping) -> dict[str, int]:
@@ -46,10 +46,16 @@ class Status:
 
 
 def run_status(conn: psycopg.Connection) -> Status:
-    """The latest run and its per-stream progress (``status='none'`` if never run)."""
+    """The latest run and its per-stream progress (``status='none'`` if never run).
+
+    A run recorded as ``running`` whose process is gone (nobody holds the run lock: it was
+    killed, or its machine went down) is reported as ``interrupted``.
+    """
     run = latest_run(conn)
     if run is None:
         return Status(None, "none")
+    if run.status == "running" and not run_lock_held(conn):
+        run.status = "interrupted"
     row = conn.execute("SELECT started_at, finished_at FROM docshift.runs WHERE run_id = %s",
                        (run.run_id,)).fetchone()
     assert row is not None

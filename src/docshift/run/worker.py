@@ -26,6 +26,7 @@ from docshift.target.state import (
     load_checkpoint,
     save_checkpoint,
     set_estimate,
+    take_unit_lease,
 )
 from docshift.transform.convert import install_json_dumps
 from docshift.transform.rows import compile_streams
@@ -51,8 +52,14 @@ FULL_GC_EVERY = 20
 
 
 def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
-             should_stop: Callable[[], bool], report: Report) -> bool:
-    """Load ``unit`` from its checkpoint to its end; False if stopped before the end."""
+             should_stop: Callable[[], bool], report: Report,
+             on_wait: Callable[[str], None] | None = None) -> bool:
+    """Load ``unit`` from its checkpoint to its end; False if stopped before the end.
+
+    The unit is loaded under its lease (held on the loading connection for as long as it
+    lives) and every batch moves the checkpoint by compare-and-set, so no two processes can
+    ever commit batches of the same unit, whoever started them.
+    """
     install_json_dumps()
     # The row builder allocates millions of small tuples and creates no reference cycles;
     # the cyclic garbage collector would rescan every live batch again and again (it costs
@@ -60,14 +67,15 @@ def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_unit(m, dsn, run_id, unit, batch_size, should_stop, report)
+        return _run_unit(m, dsn, run_id, unit, batch_size, should_stop, report, on_wait)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
 def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
-              should_stop: Callable[[], bool], report: Report) -> bool:
+              should_stop: Callable[[], bool], report: Report,
+              on_wait: Callable[[str], None] | None) -> bool:
     stream = unit.name
     plan = compile_streams(m)[unit.source_stream]
     copies = table_copies(m, plan)
@@ -77,6 +85,7 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
             # Safe for exactly-once: a commit lost in a server crash loses the batch and its
             # checkpoint together, and the resumed run loads the batch again.
             conn.execute("SET synchronous_commit = off")
+            take_unit_lease(conn, run_id, stream, on_wait)
             cp = load_checkpoint(conn, run_id, stream)
             if cp.done:
                 report(Progress(stream, "done"))

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 
-from docshift.sources.base import SourceDocument
+from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.model import Mapping
 from docshift.target.ddl import load_columns, qualified
 from docshift.target.state import (
@@ -143,6 +144,14 @@ def _isolate(conn: psycopg.Connection, items: list[Item], copies: dict[str, Tabl
         return _isolate(conn, items[:mid], copies, bad) + _isolate(conn, items[mid:], copies, bad)
 
 
+def _document_json(doc: Any) -> str:
+    """The original document as quarantine JSON; an unreadable one keeps its raw bytes."""
+    as_json = getattr(doc, "as_json", None) if type(doc) is UnreadableDocument else None
+    if as_json is not None:
+        return orjson.dumps(as_json()).decode()
+    return to_extended_json(doc)
+
+
 def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
@@ -164,7 +173,7 @@ def _commit(conn: psycopg.Connection, run_id: int, unit: Unit, items: list[Item]
         if res.rejection is not None:
             r = res.rejection
             rejects.append((run_id, source, sdoc.key, r.table, "convert", r.field,
-                            r.error_class, r.message, to_extended_json(sdoc.doc),
+                            r.error_class, r.message, _document_json(sdoc.doc),
                             ids[id(sdoc)]))
             result.reject_classes[r.error_class] = result.reject_classes.get(r.error_class, 0) + 1
         elif not res.matched:
@@ -174,7 +183,7 @@ def _commit(conn: psycopg.Connection, run_id: int, unit: Unit, items: list[Item]
             unmapped[path] = (n + 1, k)
     for (sdoc, _res), table, error_class, message in bad:
         rejects.append((run_id, source, sdoc.key, table, "load", None, error_class, message,
-                        to_extended_json(sdoc.doc), ids[id(sdoc)]))
+                        _document_json(sdoc.doc), ids[id(sdoc)]))
         result.reject_classes[error_class] = result.reject_classes.get(error_class, 0) + 1
     for _, res in good:
         for table, rows in res.rows.items():

@@ -349,3 +349,73 @@ def drop_state(conn: psycopg.Connection) -> None:
 
 def json_text(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
+
+
+RUN_LOCK = "docshift.run"
+"""Advisory lock held by the process that runs a migration: one run per database at a time."""
+
+UNIT_LOCK_CLASS = "docshift.unit"
+"""First key of the per-unit advisory locks (the lease); the second is the unit's name."""
+
+LEASE_WAIT_SECONDS = 30
+"""How long a loader waits for a unit's lease held by another session before giving up.
+
+A worker whose parent died exits at once and its session ends with it, so the usual wait is
+a fraction of a second."""
+
+
+def hold_run_lock(conn: psycopg.Connection) -> bool:
+    """Take the run lock on ``conn`` (a session lock: a crash or kill -9 releases it)."""
+    got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (RUN_LOCK,)).fetchone()
+    return bool(got and got[0])
+
+
+def run_lock_held(conn: psycopg.Connection) -> bool:
+    """Whether another session holds the run lock (that is, a run is in progress)."""
+    if not hold_run_lock(conn):
+        return True
+    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (RUN_LOCK,))
+    return False
+
+
+def take_unit_lease(conn: psycopg.Connection, run_id: int, unit: str,
+                    on_wait: Any = None) -> None:
+    """Hold the lease of ``unit`` on ``conn`` for as long as the connection lives.
+
+    The lease is a session advisory lock: only one session can hold it, and it ends with the
+    session, however the process dies. Together with the compare-and-set checkpoint it makes
+    loading a unit exclusive, whoever started the loader. Raises LeaseLost if another session
+    keeps it for longer than LEASE_WAIT_SECONDS.
+    """
+    key = (UNIT_LOCK_CLASS, f"{run_id}:{unit}")
+    got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
+                       key).fetchone()
+    if got and got[0]:
+        return
+    holder = _unit_lease_holder(conn, key)
+    if on_wait is not None:
+        on_wait(f"work unit {unit} is held by another session ({holder}); waiting for it")
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                sql.Literal(f"{LEASE_WAIT_SECONDS}s")))
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s), hashtext(%s))", key)
+    except psycopg.errors.LockNotAvailable:
+        raise LeaseLost(
+            f"work unit {unit} is being loaded by another session ({holder})",
+            hint="Another docshift process is still loading this database: stop it, or wait "
+            "for it to finish, then re-run.") from None
+
+
+def _unit_lease_holder(conn: psycopg.Connection, key: tuple[str, str]) -> str:
+    row = conn.execute(
+        "SELECT a.pid, a.application_name, a.client_addr, a.backend_start "
+        "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
+        "AND l.classid = hashtext(%s)::oid AND l.objid = hashtext(%s)::oid LIMIT 1",
+        key).fetchone()
+    if row is None:
+        return "a session that has just ended"
+    pid, app, addr, started = row
+    return f"backend pid {pid}, application {app or '?'}, from {addr or 'local socket'}, " \
+           f"connected {started:%Y-%m-%d %H:%M:%S}"
