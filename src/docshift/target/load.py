@@ -89,25 +89,41 @@ def load_batch(conn: psycopg.Connection, run_id: int, unit: Unit, items: list[It
         with conn.transaction():
             result = _commit(conn, run_id, unit, items, good, [], copies, cp, seconds)
     except _RefusedCopy as exc:
-        if not isinstance(exc.error, (psycopg.errors.DataError, psycopg.errors.IntegrityError,
+        if not isinstance(exc.error, (*_CLIENT_ERRORS, psycopg.errors.DataError,
+                                      psycopg.errors.IntegrityError,
                                       psycopg.errors.ProgrammingError,
                                       psycopg.errors.InternalError_)) or len(good) == 0:
             raise exc.error from None
         # the batch is retried in halves below, down to the refused documents
         with conn.transaction():
-            bad: list[tuple[Item, str, str]] = []
+            bad: list[tuple[Item, str, str, str]] = []
             kept = _isolate(conn, good, copies, bad)
             result = _commit(conn, run_id, unit, items, kept, bad, copies, cp, seconds,
                              copied=True)
     return result
 
 
-class _RefusedCopy(Exception):
-    """PostgreSQL refused the COPY into ``table``."""
+_CLIENT_ERRORS = (TypeError, ValueError, OverflowError, UnicodeError)
+"""What formatting one value for binary COPY can raise on the client side (a value that
+passed conversion but that the wire format cannot carry); treated like a refused row."""
 
-    def __init__(self, table: str, error: psycopg.DatabaseError) -> None:
+
+class _RefusedCopy(Exception):
+    """The COPY into ``table`` failed, refused by PostgreSQL or while formatting a row."""
+
+    def __init__(self, table: str, error: Exception) -> None:
         super().__init__(table)
         self.table, self.error = table, error
+
+    def reason(self) -> tuple[str, str]:
+        """(error_class, message) for the quarantine."""
+        exc = self.error
+        if not isinstance(exc, psycopg.DatabaseError):
+            return "copy_format", f"the row cannot be sent to PostgreSQL: {exc}"
+        msg = (exc.diag.message_primary or str(exc)).strip()
+        detail = exc.diag.message_detail
+        return (f"pg_{_snake(type(exc).__name__)}",
+                f"PostgreSQL refused the row: {msg}" + (f" ({detail})" if detail else ""))
 
 
 def _copy(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCopy]) -> None:
@@ -119,7 +135,7 @@ def _copy(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCo
                                                       for _, res in items))
                 except psycopg.errors.OperationalError:
                     raise
-                except psycopg.DatabaseError as exc:
+                except (psycopg.DatabaseError, *_CLIENT_ERRORS) as exc:
                     raise _RefusedCopy(table, exc) from exc
 
 
@@ -131,14 +147,8 @@ def _isolate(conn: psycopg.Connection, items: list[Item], copies: dict[str, Tabl
             _copy(conn, items, copies)
         return items
     except _RefusedCopy as refused:
-        exc = refused.error
         if len(items) == 1:
-            state = exc.sqlstate or "XX000"
-            name = type(exc).__name__
-            msg = (exc.diag.message_primary or str(exc)).strip()
-            detail = exc.diag.message_detail
-            bad.append((items[0], refused.table, f"pg_{_snake(name)}" if state else "pg_error",
-                        f"PostgreSQL refused the row: {msg}" + (f" ({detail})" if detail else "")))
+            bad.append((items[0], refused.table, *refused.reason()))
             return []
         mid = len(items) // 2
         return _isolate(conn, items[:mid], copies, bad) + _isolate(conn, items[mid:], copies, bad)
