@@ -28,7 +28,7 @@ from docshift.target.state import (
     set_estimate,
     take_unit_lease,
 )
-from docshift.transform.convert import install_json_dumps
+from docshift.transform.convert import adapt_connection
 from docshift.transform.rows import compile_streams
 
 
@@ -60,7 +60,6 @@ def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
     lives) and every batch moves the checkpoint by compare-and-set, so no two processes can
     ever commit batches of the same unit, whoever started them.
     """
-    install_json_dumps()
     # The row builder allocates millions of small tuples and creates no reference cycles;
     # the cyclic garbage collector would rescan every live batch again and again (it costs
     # more than building the rows). It is paused here and run once per batch instead.
@@ -84,6 +83,7 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
         with connect(dsn) as conn:
             # Safe for exactly-once: a commit lost in a server crash loses the batch and its
             # checkpoint together, and the resumed run loads the batch again.
+            adapt_connection(conn)
             conn.execute("SET synchronous_commit = off")
             take_unit_lease(conn, run_id, stream, on_wait)
             cp = load_checkpoint(conn, run_id, stream)
