@@ -3,11 +3,12 @@ import json
 import uuid
 from decimal import Decimal
 
+import psycopg
 import pytest
 from bson import Binary, Decimal128, Int64, ObjectId
 from psycopg.types.json import set_json_dumps
 
-from docshift.transform.convert import converter_for, install_json_dumps
+from docshift.transform.convert import _dumps, adapt_connection, converter_for
 from docshift.transform.ids import objectid_to_uuid
 from docshift.transform.pgtypes import BASES, PgType, parse_type
 
@@ -179,10 +180,9 @@ def _sample(t: PgType):
 
 
 @pytest.mark.parametrize("install_orjson", [False, True], ids=["json", "orjson"])
-def test_binary_copy_of_every_type(conn, install_orjson, request):
+def test_binary_copy_of_every_type(conn, install_orjson):
     if install_orjson:
-        install_json_dumps()
-        request.addfinalizer(lambda: set_json_dumps(json.dumps))
+        adapt_connection(conn)
     conn.execute("CREATE TABLE every ("
                  + ", ".join(f"c{i} {t.sql}" for i, t in enumerate(ALL_TYPES)) + ")")
     values, expected = [], []
@@ -202,3 +202,15 @@ def test_binary_copy_of_every_type(conn, install_orjson, request):
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
         "WHERE attrelid = 'every'::regclass AND attnum > 0 ORDER BY attnum").fetchall()
     assert [parse_type(d) for (d,) in declared] == ALL_TYPES
+
+
+def test_adapt_connection_changes_only_that_connection(conn, dsn):
+    from psycopg.adapt import PyFormat
+    from psycopg.types.json import Jsonb
+
+    set_json_dumps(json.dumps)  # the library default, whatever ran before
+    adapt_connection(conn)
+    assert conn.adapters.get_dumper(Jsonb, PyFormat.BINARY)._dumps is _dumps
+    assert psycopg.adapters.get_dumper(Jsonb, PyFormat.BINARY)._dumps is json.dumps
+    with psycopg.connect(dsn) as other:
+        assert other.adapters.get_dumper(Jsonb, PyFormat.BINARY)._dumps is json.dumps

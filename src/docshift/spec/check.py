@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from docshift.errors import ConversionError
 from docshift.spec.model import ColumnSpec, FeedSpec, Mapping, TableSpec, pattern_regex
+from docshift.spec.names import name_problems, opclass_problem, where_problem
 from docshift.transform.convert import ConvertOptions, converter_for
 from docshift.transform.pgtypes import PgType, parse_type
 
@@ -54,6 +55,10 @@ def find_problems(m: Mapping) -> list[Problem]:
         problems += _check_table(m, tname, table, kv)
     for i, pattern in enumerate(m.ignore_keys):
         problems += _check_pattern(("ignore_keys", i), "ignore_keys", pattern)
+    problems += _check_nested_unnest(m)
+    if not problems:
+        # names are only worth comparing once every table and column is sound
+        problems += [Problem(p.loc, p.message) for p in name_problems(m)]
     # the same problem can show up once per feed; say it once
     return list(dict.fromkeys(problems))
 
@@ -76,13 +81,27 @@ def _check_table(m: Mapping, tname: str, table: TableSpec, kv: bool) -> list[Pro
             problems.append(Problem(loc, f"{where}: primary_key names column {key!r}, which "
                                     f"is not in its columns{_did_you_mean(key, names)}; "
                                     "add the column or fix the name"))
+    if table.primary_key_on_duplicate is not None and not table.primary_key:
+        problems.append(Problem((*here, "primary_key_on_duplicate"),
+                                f"{where}: 'primary_key_on_duplicate' needs a primary_key; "
+                                "add 'primary_key: <column>' or remove the setting"))
     for i, index in enumerate(table.index_list()):
+        iloc: Loc = (*here, "indexes", i)
         for c in index.columns:
             if c not in table.columns:
                 problems.append(Problem(
-                    (*here, "indexes", i),
+                    iloc,
                     f"{where}, index {i}: column {c!r} is not in the table"
                     f"{_did_you_mean(c, names)}; an index can only use mapped columns"))
+        if index.opclass is not None and (why := opclass_problem(index.opclass)):
+            problems.append(Problem((*iloc, "opclass"), f"{where}, index {i}: {why}"))
+        if index.where is not None and (why := where_problem(index.where, table)):
+            problems.append(Problem((*iloc, "where"), f"{where}, index {i}: {why}"))
+        if index.on_duplicate is not None and not (index.unique and index.where is None):
+            problems.append(Problem(
+                (*iloc, "on_duplicate"),
+                f"{where}, index {i}: 'on_duplicate' only applies to a unique index without "
+                "'where' (a unique key); add 'unique: true' or remove 'on_duplicate'"))
     if table.extra is not None:
         if table.extra in table.columns:
             problems.append(Problem((*here, "extra"), f"{where}: extra column {table.extra!r} "
@@ -142,6 +161,44 @@ def _check_feed(m: Mapping, loc: Loc, where: str, table: TableSpec, feed: FeedSp
             ploc = (*loc[:2], "columns", cname)
         problems += [Problem(ploc, p) for p in _check_path(where, cname, path, feed, captures,
                                                            kv)]
+    return problems
+
+
+def _check_nested_unnest(m: Mapping) -> list[Problem]:
+    """Refuse an unnest path that runs through an array another table unnests.
+
+    ``unnest: items.tags`` where a table unnests ``items`` would read ``tags`` of an array,
+    which has no fields: it would give no rows at all. Nested unnest is not supported.
+    """
+    unnested: dict[tuple[str | None, str], str] = {}
+    for tname, table in m.tables.items():
+        for feed in table.feeds or []:
+            if feed.unnest and not feed.unnest.startswith("$"):
+                unnested.setdefault((feed.from_, feed.unnest), tname)
+    problems: list[Problem] = []
+    for tname, table in m.tables.items():
+        inline = table.from_ is not None or table.keys is not None
+        for i, feed in enumerate(table.feeds or []):
+            path = feed.unnest
+            if not path or path.startswith("$"):
+                continue
+            parts = path.split(".")
+            for n in range(1, len(parts)):
+                outer = ".".join(parts[:n])
+                other = unnested.get((feed.from_, outer))
+                if other is None:
+                    continue
+                loc: Loc = (("tables", tname, "unnest") if inline
+                            else ("tables", tname, "feeds", i, "unnest"))
+                rest = ".".join(parts[n:])
+                problems.append(Problem(loc, (
+                    f"table {tname!r}: 'unnest: {path}' goes through {outer!r}, an array that "
+                    f"table {other!r} unnests; an unnest cannot reach into the elements of "
+                    "another array (nested unnest is not supported), so it would give no "
+                    f"rows. Keep the inner array on the rows of table {other!r} instead, e.g. "
+                    f"a column '{rest.replace('.', '_')}: {{type: text[], from: $item.{rest}}}'"
+                    " (or jsonb)")))
+                break
     return problems
 
 
@@ -218,6 +275,9 @@ def _check_column(m: Mapping, tname: str, table: TableSpec, cname: str,
                 f"the field with 'from: {cname}'")
     if col.on_orphan is not None and col.references is None:
         problem("on_orphan", "'on_orphan' only applies to a column with 'references'")
+    if col.on_duplicate is not None and not col.unique:
+        problem("on_duplicate", "'on_duplicate' only applies to a column with 'unique: true' "
+                "(set the table's duplicate policy with the table's 'on_duplicate')")
     in_pk = cname in (table.primary_key or [])
     if col.nullable and in_pk:
         problem("nullable", "a primary key column cannot be nullable; remove 'nullable: true'")
@@ -265,7 +325,7 @@ def _check_column(m: Mapping, tname: str, table: TableSpec, cname: str,
                     f"as numbers; quote {'them' if len(wrong) > 1 else 'it'}, e.g. "
                     f"enum: [{', '.join(repr(_yaml_text(v)) for v in wrong)}]")
         if col.map is not None:
-            for k, v in col.map.items():
+            for k, v in col.map_entries():
                 if v is not None and v not in col.enum:
                     problem("map", f"map turns {k!r} into {v!r}, which is not in its enum "
                             f"{col.enum}; add it to the enum or change the map")

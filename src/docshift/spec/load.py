@@ -62,6 +62,7 @@ def parse_mapping(text: str, filename: str = "docshift.yaml") -> Mapping:
     words: dict[Loc, str] = {}
     problems: list[tuple[int, str]] = []
     _walk_nodes(node, (), lines, words, problems, filename)
+    _typed_maps(node, data)
     data, missing = _interpolate(data)
     for loc, name in missing:
         problems.append(_at(filename, lines, loc, _label(loc)[0],
@@ -170,6 +171,45 @@ def _key_value(k: yaml.Node) -> Any:
     return k.value
 
 
+def _typed_maps(node: yaml.Node | None, data: dict[str, Any]) -> None:
+    """Replace each column's ``map`` block by its ``[source, value]`` pairs, read from YAML.
+
+    A Python dict holds ``1`` and ``true`` (or ``0`` and ``false``) as one key, so a block
+    that has both would lose one; the pairs keep every key with the type YAML gave it.
+    """
+    if not isinstance(node, yaml.MappingNode):
+        return
+    loader = yaml.SafeLoader("")
+    try:
+        tables = _child(node, "tables")
+        for tkey, tnode in tables.value if isinstance(tables, yaml.MappingNode) else []:
+            columns = _child(tnode, "columns")
+            for ckey, cnode in (columns.value if isinstance(columns, yaml.MappingNode)
+                                else []):
+                mnode = _child(cnode, "map")
+                if not isinstance(mnode, yaml.MappingNode):
+                    continue
+                col = data["tables"][_key_value(tkey)]["columns"][_key_value(ckey)]
+                col["map"] = [[loader.construct_object(k, deep=True),
+                               loader.construct_object(v, deep=True)] for k, v in mnode.value]
+    except (KeyError, TypeError, yaml.YAMLError):
+        return  # the shape is wrong: the model reports it
+    finally:
+        loader.dispose()
+
+
+def _child(node: yaml.Node | None, name: str) -> yaml.Node | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((v for k, v in node.value if _key_value(k) == name
+                 and isinstance(_key_value(k), str)), None)
+
+
+def _typed(key: Any) -> tuple[str, Any]:
+    """A key with its YAML type: ``1`` and ``true`` differ in YAML, not in a Python dict."""
+    return (type(key).__name__, key)
+
+
 def _walk_nodes(node: yaml.Node | None, path: Loc, lines: Lines, words: dict[Loc, str],
                 problems: list[tuple[int, str]], filename: str) -> None:
     """Record the 1-based line of every key path; report keys given twice in one block.
@@ -185,12 +225,13 @@ def _walk_nodes(node: yaml.Node | None, path: Loc, lines: Lines, words: dict[Loc
             key = _key_value(k)
             line = k.start_mark.line + 1
             if isinstance(key, (str, int, bool, float)) or key is None:
-                if key in seen:
+                if _typed(key) in seen:
                     where = _label(path)[0]
                     problems.append((line, f"{filename}:{line}: {where + ': ' if where else ''}"
-                                     f"{k.value!r} is given twice (lines {seen[key]} and {line});"
-                                     " YAML keeps only the last one, so merge or rename them"))
-                seen[key] = line
+                                     f"{k.value!r} is given twice (lines {seen[_typed(key)]} and "
+                                     f"{line}); YAML keeps only the last one, so merge or rename "
+                                     "them"))
+                seen[_typed(key)] = line
                 lines[(*path, key)] = line
                 if not isinstance(key, str):
                     words[(*path, key)] = k.value
@@ -201,12 +242,13 @@ def _walk_nodes(node: yaml.Node | None, path: Loc, lines: Lines, words: dict[Loc
 
 
 _KNOWN_KEYS = {
-    "column": ["type", "from", "nullable", "default", "map", "enum", "unique", "references",
-               "on_orphan", "max_length"],
+    "column": ["type", "from", "nullable", "default", "map", "enum", "unique", "on_duplicate",
+               "references", "on_orphan", "max_length"],
     "table": ["from", "keys", "where", "unnest", "feeds", "columns", "primary_key",
-              "on_duplicate", "indexes", "ignore", "extra", "unmapped", "index_foreign_keys"],
+              "on_duplicate", "primary_key_on_duplicate", "indexes", "ignore", "extra",
+              "unmapped", "index_foreign_keys"],
     "feed": ["from", "keys", "where", "unnest", "columns"],
-    "index": ["columns", "unique", "where", "using", "name", "opclass"],
+    "index": ["columns", "unique", "where", "using", "name", "opclass", "on_duplicate"],
     "top": ["version", "source", "target", "options", "tables", "ignore_keys"],
     "source": ["kind", "path", "uri", "database", "dsn", "table", "schema", "key_column",
                "value_column"],

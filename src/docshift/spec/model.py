@@ -9,11 +9,13 @@ which turns every problem into a line naming the file, the table and the column.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any, Literal
 
+from bson import Decimal128
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-OrphanPolicy = Literal["reject", "null", "keep"]
+OrphanPolicy = Literal["reject", "null", "keep", "drop"]
 DuplicatePolicy = Literal["reject", "keep_first"]
 UnmappedPolicy = Literal["report", "ignore"]
 
@@ -106,12 +108,48 @@ class ColumnSpec(Strict):
     from_: str | None = Field(default=None, alias="from")
     nullable: bool | None = None
     default: Any = None
-    map: dict[str, Any] | None = None
+    map: list[tuple[Any, Any]] | None = None
+    """Source value → value, as ``(source, value)`` pairs in file order. The source values
+    keep their YAML type: ``1`` (a number), ``'1'`` (text) and ``true`` are three keys."""
     enum: list[Any] | None = None
     unique: bool = False
+    on_duplicate: DuplicatePolicy | None = None
+    """For a ``unique`` column: overrides the table's ``on_duplicate`` for this key."""
     references: str | None = None
     on_orphan: OrphanPolicy | None = None
     max_length: int | None = Field(default=None, ge=1)
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _map_pairs(cls, v: Any) -> Any:
+        # a block ``{a: b}`` (from code, or a YAML file) is the same as its list of pairs
+        return list(v.items()) if isinstance(v, dict) else v
+
+    def map_entries(self) -> list[tuple[Any, Any]]:
+        """The value map as ``(source value, value)`` pairs (empty without ``map``)."""
+        return list(self.map or [])
+
+
+def map_key(value: Any) -> tuple[str, Any] | None:
+    """The key a source value is matched by in a value map: its kind and its value.
+
+    Numbers match numbers by value (``1``, ``1.0``, ``Int64(1)``), text matches text and a
+    boolean only a boolean: ``1``, ``'1'`` and ``true`` are different keys, as YAML reads
+    them. None for a value that cannot be a key (an object or an array).
+    """
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float, Decimal)):
+        return ("number", value)
+    if isinstance(value, Decimal128):
+        return ("number", value.to_decimal())
+    if isinstance(value, str):
+        return ("text", str(value))
+    try:
+        hash(value)
+    except TypeError:
+        return None
+    return (type(value).__name__, value)
 
 
 class IndexSpec(Strict):
@@ -123,6 +161,8 @@ class IndexSpec(Strict):
     using: Literal["btree", "gin", "gist", "hash", "brin"] = "btree"
     name: str | None = None
     opclass: str | None = None
+    on_duplicate: DuplicatePolicy | None = None
+    """For a unique index: overrides the table's ``on_duplicate`` for this key."""
 
 
 class FeedSpec(Strict):
@@ -162,6 +202,9 @@ class TableSpec(Strict):
     columns: dict[str, ColumnSpec]
     primary_key: list[str] | None = None
     on_duplicate: DuplicatePolicy = "reject"
+    """The default duplicate policy of every unique key of the table."""
+    primary_key_on_duplicate: DuplicatePolicy | None = None
+    """Overrides ``on_duplicate`` for the primary key."""
     indexes: list[IndexSpec] = Field(default_factory=list)
     ignore: list[str] = Field(default_factory=list)
     extra: str | None = None
@@ -229,6 +272,25 @@ class TableSpec(Strict):
         keys += [[n] for n in self.columns if self.column(n).unique]
         keys += [i.columns for i in self.index_list() if i.unique and i.where is None]
         return keys
+
+    def duplicate_policy(self, columns: list[str]) -> DuplicatePolicy:
+        """``reject`` or ``keep_first`` for the unique key made of ``columns``.
+
+        The key's own setting (``primary_key_on_duplicate``, a unique column's or a unique
+        index's ``on_duplicate``) wins; otherwise the table's ``on_duplicate``.
+        """
+        cols = list(columns)
+        if (self.primary_key and cols == list(self.primary_key)
+                and self.primary_key_on_duplicate is not None):
+            return self.primary_key_on_duplicate
+        if len(cols) == 1 and cols[0] in self.columns:
+            col = self.column(cols[0])
+            if col.unique and col.on_duplicate is not None:
+                return col.on_duplicate
+        for index in self.index_list():
+            if index.unique and index.columns == cols and index.on_duplicate is not None:
+                return index.on_duplicate
+        return self.on_duplicate
 
 
 class Mapping(Strict):

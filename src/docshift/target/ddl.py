@@ -8,26 +8,17 @@ Identifiers are always composed with :class:`psycopg.sql.Identifier`.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from psycopg import sql
 
 from docshift.spec.check import resolve_reference
 from docshift.spec.model import Mapping, TableSpec
+from docshift.spec.names import object_name  # the names the mapping check validated
 from docshift.transform.rows import SOURCE_DOC_COLUMN, SOURCE_KEY_COLUMN, column_types
 
 MAX_IDENT = 63
 """PostgreSQL truncates identifiers longer than this; names are shortened with a hash."""
-
-
-def object_name(*parts: str) -> str:
-    """A constraint/index name from parts, shortened deterministically to fit 63 bytes."""
-    name = "_".join(parts)
-    if len(name.encode()) <= MAX_IDENT:
-        return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return name.encode()[: MAX_IDENT - 9].decode(errors="ignore") + "_" + digest
 
 
 HIDDEN_COLUMNS = {SOURCE_KEY_COLUMN: "text", SOURCE_DOC_COLUMN: "bigint"}

@@ -31,7 +31,7 @@ from docshift.target.state import (
     write_rejects,
     write_unmatched,
 )
-from docshift.transform.convert import to_extended_json
+from docshift.transform.convert import printable_text, to_extended_json
 from docshift.transform.rows import DocumentRows, StreamPlan, column_types
 
 
@@ -182,18 +182,18 @@ def _commit(conn: psycopg.Connection, run_id: int, unit: Unit, items: list[Item]
     for sdoc, res in items:
         if res.rejection is not None:
             r = res.rejection
-            rejects.append((run_id, source, sdoc.key, r.table, "convert", r.field,
-                            r.error_class, r.message, _document_json(sdoc.doc),
+            rejects.append((run_id, source, printable_text(sdoc.key), r.table, "convert",
+                            r.field, r.error_class, r.message, _document_json(sdoc.doc),
                             ids[id(sdoc)]))
             result.reject_classes[r.error_class] = result.reject_classes.get(r.error_class, 0) + 1
         elif not res.matched:
-            unmatched.append(sdoc.key)
+            unmatched.append(printable_text(sdoc.key))
         for path in res.unmapped:
-            n, k = unmapped.get(path, (0, sdoc.key))
+            n, k = unmapped.get(path, (0, printable_text(sdoc.key)))
             unmapped[path] = (n + 1, k)
     for (sdoc, _res), table, error_class, message in bad:
-        rejects.append((run_id, source, sdoc.key, table, "load", None, error_class, message,
-                        _document_json(sdoc.doc), ids[id(sdoc)]))
+        rejects.append((run_id, source, printable_text(sdoc.key), table, "load", None,
+                        error_class, message, _document_json(sdoc.doc), ids[id(sdoc)]))
         result.reject_classes[error_class] = result.reject_classes.get(error_class, 0) + 1
     for _, res in good:
         for table, rows in res.rows.items():

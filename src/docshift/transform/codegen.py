@@ -83,11 +83,24 @@ def getter_source(path: str, consts: dict[str, Any]) -> str:
     return f"_walk({name}, doc)"
 
 
+UNFORESEEN = "unconvertible"
+"""Error class of a value whose conversion failed in a way no conversion rule foresaw."""
+
+
+def unforeseen(exc: Exception, field: str | None) -> ConversionError:
+    """``exc``, raised while converting ``field``, as a ConversionError (``unconvertible``)."""
+    try:
+        reason = f"conversion failed: {type(exc).__name__}: {exc}"
+    except Exception:  # noqa: BLE001 - an exception that cannot show itself
+        reason = f"conversion failed: {type(exc).__name__}"
+    return ConversionError(reason, error_class=UNFORESEEN, field=field)
+
+
 def compile_row(columns: list[CompiledColumn], cache_keys: list[str | None],
                 tail_extra: bool) -> RowFunction:
     """One function building a row of ``columns`` (plus catch-all slot, source key, doc id)."""
     consts: dict[str, Any] = {"_walk": walk_path, "_EMPTY": _EMPTY, "_MISS": _MISS,
-                              "ConversionError": ConversionError,
+                              "ConversionError": ConversionError, "_unforeseen": unforeseen,
                               "PATHS": tuple(c.path for c in columns)}
     uses_item = any(c.path.startswith("$item.") for c in columns)
     body = ["d = doc if type(doc) is dict else _EMPTY"]
@@ -127,7 +140,11 @@ def compile_row(columns: list[CompiledColumn], cache_keys: list[str | None],
     body += ["except ConversionError as exc:",
              "    if exc.field is None:",
              "        exc.field = PATHS[f]",
-             "    raise"]
+             "    raise",
+             # a failure no conversion rule foresaw still names its field, and is a
+             # rejection of this document rather than an error of the run
+             "except Exception as exc:",
+             "    raise _unforeseen(exc, PATHS[f]) from exc"]
     values = [f"a{i}" for i in range(len(columns))] + (["None"] if tail_extra else [])
     values += ["key", "docid"]
     body.append(f"return ({', '.join(values)},)")

@@ -609,14 +609,42 @@ def _dumps(obj: Any) -> bytes:
                           allow_nan=False).encode()
 
 
-def install_json_dumps() -> None:
-    """Make psycopg serialize json/jsonb values with orjson (much faster than ``json``).
+def adapt_connection(conn: Any) -> None:
+    """Make ``conn`` serialize json/jsonb values with orjson (much faster than ``json``).
 
-    Call it once per process before copying: it changes psycopg's global JSON dumper.
+    Only this connection (and cursors made from it afterwards) is changed; psycopg's
+    process-wide dumper stays as it was.
     """
     from psycopg.types.json import set_json_dumps
 
+    set_json_dumps(_dumps, context=conn)
+
+
+def install_json_dumps() -> None:
+    """Deprecated: changes psycopg's global JSON dumper; use :func:`adapt_connection`."""
+    import warnings
+
+    from psycopg.types.json import set_json_dumps
+
+    warnings.warn("install_json_dumps() changes psycopg's global JSON dumper; call "
+                  "adapt_connection(conn) on each loading connection instead",
+                  DeprecationWarning, stacklevel=2)
     set_json_dumps(_dumps)
+
+
+def printable_text(text: str) -> str:
+    """``text`` as PostgreSQL text can hold it: NUL as ``\\u0000``, a lone surrogate as
+    ``\\udcXX`` (backslash included). Valid text is returned unchanged.
+
+    For names and keys that are shown or recorded rather than loaded as data: field names
+    in the unmapped report, source keys in the hidden column.
+    """
+    if text.isascii() and "\x00" not in text:
+        return text
+    text = text.replace("\x00", "\\u0000")
+    if not text.isascii():
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
 
 
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")

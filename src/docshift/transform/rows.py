@@ -20,13 +20,14 @@ from typing import Any
 from docshift.errors import ConversionError
 from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.check import resolve_reference, source_path
-from docshift.spec.model import ColumnSpec, FeedSpec, Mapping, TableSpec, pattern_regex
-from docshift.transform.codegen import RowFunction, compile_row, is_plain, walk_path
+from docshift.spec.model import ColumnSpec, FeedSpec, Mapping, TableSpec, map_key, pattern_regex
+from docshift.transform.codegen import RowFunction, compile_row, is_plain, unforeseen, walk_path
 from docshift.transform.convert import (
     ConvertOptions,
     FastPath,
     converter_for,
     fast_path,
+    printable_text,
     to_json_value,
 )
 from docshift.transform.pgtypes import PgType, parse_type
@@ -101,10 +102,14 @@ class CompiledColumn:
                 raise ConversionError("required value is missing or null",
                                       error_class="missing_required", field=self.path)
             return None
+        source = raw
         if self.value_map is not None:
-            # an unhashable value (dict/list) has no mapping
-            with contextlib.suppress(TypeError):
-                raw = self.value_map.get(raw, raw)
+            # matched by kind and value: 1, '1' and true are three keys (an object or an
+            # array has no key, so no mapping)
+            k = map_key(raw)
+            if k is not None:
+                with contextlib.suppress(TypeError):
+                    raw = self.value_map.get(k, raw)
             if raw is None:
                 return self._null()
         if self.enum is not None:
@@ -113,9 +118,10 @@ class CompiledColumn:
             except TypeError:
                 ok = False
             if not ok:
+                mapped = "" if raw is source else f" (mapped from source value {source!r})"
                 raise ConversionError(
-                    f"value is not one of the allowed values {sorted(map(str, self.enum))}",
-                    error_class="not_in_enum", value=raw, field=self.path)
+                    f"value is not one of the allowed values {sorted(map(str, self.enum))}"
+                    f"{mapped}", error_class="not_in_enum", value=raw, field=self.path)
         try:
             out = self.convert(raw)
         except ConversionError as exc:
@@ -124,7 +130,7 @@ class CompiledColumn:
         if self.max_length is not None and type(out) is str and len(out) > self.max_length:
             raise ConversionError(
                 f"text of {len(out)} characters exceeds max_length {self.max_length}",
-                error_class="too_long", value=out, field=self.path)
+                error_class="too_long", value=source, field=self.path)
         return out
 
     def _null(self) -> Any:
@@ -145,7 +151,10 @@ class CompiledFeed:
     unnest_getter: Getter | None
     columns: list[CompiledColumn]
     extra: bool
-    consumed: set[str]
+    consumed: list[tuple[tuple[Any, ...], bool]]
+    """Source paths this feed reads, as segments (``_ELEMENTS`` for the elements of the
+    unnested container), each with whether everything under it is read."""
+    unnest_segments: tuple[str, ...] | None = None
     row: RowFunction | None = None
 
 
@@ -178,7 +187,8 @@ class StreamPlan:
     report_unmapped: bool
     ignore_patterns: list[re.Pattern[str]]
     kv: bool
-    _consumed_cache: dict[tuple[int, ...], dict[str, Any]] = field(default_factory=dict)
+    options: ConvertOptions = field(default_factory=ConvertOptions)
+    _consumed_cache: dict[tuple[int, ...], Any] = field(default_factory=dict)
     _unmapped_memo: dict[tuple[int, ...], dict[Any, Any]] = field(default_factory=dict)
 
     @property
@@ -189,16 +199,21 @@ class StreamPlan:
         """Turn one document into rows for each table (all of them, or a rejection).
 
         Every row ends with the document's source key and ``doc_id`` (the hidden columns).
+        Nothing in a document's content makes this raise: whatever fails becomes the
+        document's :class:`Rejection`.
         """
         doc = sdoc.doc
-        out = DocumentRows()
         if type(doc) is UnreadableDocument:
-            out.rejection = Rejection(None, "unreadable", doc.reason)
+            out = DocumentRows()
+            out.rejection = Rejection(None, "unreadable", printable_text(doc.reason))
             return out
-        matched: list[int] = []
-        filtered = False
-        cache: dict[Any, Any] = {}
+        table: str | None = None
         try:
+            out = DocumentRows()
+            matched: list[int] = []
+            spans: dict[int, tuple[int, int]] = {}
+            filtered = False
+            cache: dict[Any, Any] = {}
             for i, feed in enumerate(self.feeds):
                 captures: dict[str, str] = {}
                 if feed.patterns is not None:
@@ -209,34 +224,51 @@ class StreamPlan:
                             break
                     else:
                         continue
+                table = feed.table
                 if feed.where and not _passes(feed, (doc, sdoc.key, captures, None, 0, None,
                                                      cache)):
                     filtered = True  # the key belongs to this table but is filtered out
                     continue
                 matched.append(i)
                 rows = out.rows.setdefault(feed.table, [])
+                first = len(rows)
                 self._feed_rows(feed, sdoc, captures, rows, cache, doc_id)
-        except ConversionError as exc:
-            out.rows = {}
-            table = self.feeds[i].table
-            out.rejection = Rejection(exc.field, exc.error_class, str(exc), table)
+                spans[i] = (first, len(rows))
+            table = None
+            if not matched:
+                # a key-value key that no table takes and no ignore pattern names is
+                # "unmatched": counted and listed, never dropped silently
+                out.matched = (not self.kv or filtered
+                               or any(p.match(sdoc.key) for p in self.ignore_patterns))
+                return out
+            if self.report_unmapped or any(self.feeds[i].extra for i in matched):
+                self._unmapped_fields(out, doc, matched, spans)
+            key = sdoc.key
+            if not (key.isascii() and "\x00" not in key):
+                _replace_hidden_key(out, printable_text(key))
             return out
-        if not matched:
-            # a key-value key that no table takes and no ignore pattern names is "unmatched":
-            # counted and listed, never dropped silently
-            out.matched = (not self.kv or filtered
-                           or any(p.match(sdoc.key) for p in self.ignore_patterns))
-            return out
-        if self.report_unmapped or any(self.feeds[i].extra for i in matched):
-            key = tuple(matched)
-            tree = self._consumed(key)
-            unmapped: dict[str, Any] = {}
-            _unmapped_root(doc, tree, self._unmapped_memo.setdefault(key, {}), unmapped)
-            kept = unmapped and self._fill_extra(out, matched, unmapped)
-            # fields kept in a catch-all column are not lost, so they are not reported
-            if self.report_unmapped and not kept:
-                out.unmapped = list(unmapped)
-        return out
+        except Exception as exc:  # noqa: BLE001 - one document never stops a run
+            return _rejected(exc, table)
+
+    def _unmapped_fields(self, out: DocumentRows, doc: Any, matched: list[int],
+                         spans: dict[int, tuple[int, int]]) -> None:
+        """Keep unmapped fields in catch-all columns, or report them (``out.unmapped``)."""
+        key = tuple(matched)
+        tree = self._consumed(key)
+        if tree is True:
+            return  # some column reads the whole document
+        top: dict[str, Any] = {}
+        elements: dict[tuple[Any, ...], Elements] = {}
+        _unmapped_root(doc, tree, self._unmapped_memo.setdefault(key, {}), top, elements)
+        reported: list[str] = []
+        # fields kept in a catch-all column are not lost, so they are not reported
+        if top and not self._fill_extra(out, matched, spans, top):
+            reported += [printable_text(p) for p in top]
+        for segs, found in elements.items():
+            if found.paths and not self._fill_element_extra(out, matched, spans, segs, found):
+                reported += [printable_text(p) for p in found.paths]
+        if self.report_unmapped:
+            out.unmapped = reported
 
     def _feed_rows(self, feed: CompiledFeed, sdoc: SourceDocument, captures: dict[str, str],
                    rows: list[tuple[Any, ...]], cache: dict[Any, Any], doc_id: int) -> None:
@@ -244,7 +276,7 @@ class StreamPlan:
         if feed.unnest_getter is None:
             rows.append(row(doc, key, captures, None, 0, None, cache, doc_id))
             return
-        container = feed.unnest_getter((doc, key, captures, None, 0, None, cache))
+        container = _unnest_container(feed, doc)
         if container is None:
             return
         if type(container) is list:
@@ -258,47 +290,157 @@ class StreamPlan:
                 f"expected an array or an object to unnest, got {type(container).__name__}",
                 error_class="wrong_type", value=container, field=feed.unnest)
 
-    def _consumed(self, matched: tuple[int, ...]) -> dict[str, Any]:
+    def _consumed(self, matched: tuple[int, ...]) -> Any:
+        """The tree of what the matched feeds read: True where everything below is read."""
         tree = self._consumed_cache.get(matched)
         if tree is None:
             tree = {}
             for i in matched:
-                for path in self.feeds[i].consumed:
-                    node = tree
-                    parts = path.split(".")
-                    for p in parts[:-1]:
-                        nxt = node.setdefault(p, {})
-                        if nxt is True:
-                            break
-                        node = nxt
-                    else:
-                        node[parts[-1]] = True
+                for segs, whole in self.feeds[i].consumed:
+                    tree = _add_consumed(tree, segs, whole)
             self._consumed_cache[matched] = tree
         return tree
 
     def _fill_extra(self, out: DocumentRows, matched: list[int],
-                    unmapped: dict[str, Any]) -> bool:
+                    spans: dict[int, tuple[int, int]], unmapped: dict[str, Any]) -> bool:
         """Put the unmapped fields into the catch-all column(s); True if any took them."""
         kept = False
         for i in matched:
             feed = self.feeds[i]
             if not feed.extra or feed.unnest is not None:
                 continue
-            value = to_json_value(unmapped)
+            value = _json_fields(unmapped, "", self.options, feed.table)
             rows = out.rows[feed.table]
             pos = len(feed.columns)
-            rows[-1] = rows[-1][:pos] + (value,) + rows[-1][pos + 1:]
+            at = spans[i][0]
+            rows[at] = rows[at][:pos] + (value,) + rows[at][pos + 1:]
             kept = True
         return kept
+
+    def _fill_element_extra(self, out: DocumentRows, matched: list[int],
+                            spans: dict[int, tuple[int, int]], segs: tuple[Any, ...],
+                            found: Elements) -> bool:
+        """Put each element's unmapped fields into its row's catch-all; True if any did."""
+        kept = False
+        for i in matched:
+            feed = self.feeds[i]
+            if not feed.extra or feed.unnest_segments != segs:
+                continue
+            first, end = spans[i]
+            if end - first != len(found.per_element):
+                continue  # not the container these rows came from
+            rows = out.rows[feed.table]
+            pos = len(feed.columns)
+            for n, fields in enumerate(found.per_element):
+                if fields:
+                    value = _json_fields(fields, found.name + ".", self.options, feed.table)
+                    r = rows[first + n]
+                    rows[first + n] = r[:pos] + (value,) + r[pos + 1:]
+            kept = True
+        return kept
+
+
+def _unnest_container(feed: CompiledFeed, doc: Any) -> Any:
+    """The array or object ``feed`` unnests in ``doc`` (None when it is missing).
+
+    A path that runs through an array (``items.tags`` where ``items`` is an array) rejects
+    the document: nested unnest is not supported, and reading nothing there would lose
+    every element silently.
+    """
+    segs = feed.unnest_segments or ()
+    value = doc
+    for n, s in enumerate(segs):
+        if type(value) is dict:
+            value = value.get(s)
+        elif type(value) is list and s.isdecimal():
+            i = int(s)
+            value = value[i] if i < len(value) else None
+        elif type(value) is list:
+            through = ".".join(segs[:n])
+            raise ConversionError(
+                f"unnest path {feed.unnest!r} runs through {through!r}, which is an array; "
+                "nested unnest is not supported (unnest the outer array and keep the inner "
+                "one in a text[] or jsonb column)", error_class="wrong_type",
+                value=value, field=feed.unnest)
+        else:
+            return None
+        if value is None:
+            return None
+    return value
+
+
+def _rejected(exc: Exception, table: str | None) -> DocumentRows:
+    out = DocumentRows()
+    if not isinstance(exc, ConversionError):
+        exc = unforeseen(exc, None)
+    table = getattr(exc, "table", None) or table
+    out.rejection = Rejection(exc.field, exc.error_class, printable_text(str(exc)), table)
+    return out
+
+
+def _replace_hidden_key(out: DocumentRows, key: str) -> None:
+    for rows in out.rows.values():
+        rows[:] = [(*r[:-2], key, r[-1]) for r in rows]
+
+
+def _json_fields(fields: dict[str, Any], prefix: str, options: ConvertOptions,
+                 table: str) -> Any:
+    """The catch-all value of ``fields``; a field jsonb cannot hold names itself."""
+    try:
+        return to_json_value(fields, options)
+    except ConversionError as whole:
+        for path, value in fields.items():
+            try:
+                to_json_value({path: value}, options)
+            except ConversionError as exc:
+                exc.field = printable_text(prefix + path)
+                exc.table = table  # type: ignore[attr-defined]
+                raise
+        whole.table = table  # type: ignore[attr-defined]
+        raise
+
+
+_ELEMENTS = ("elements",)
+"""Segment of a consumed path standing for every element of an unnested array or map; a
+tuple, so that no field name (always text) can be mistaken for it."""
+
+
+@dataclass(slots=True)
+class Elements:
+    """Unmapped fields of the elements of one unnested container."""
+
+    name: str
+    """``items[]`` (an array), ``attrs{}`` (a map), ``$[]`` (the document itself)."""
+    per_element: list[dict[str, Any] | None]
+    paths: dict[str, None]
+
+
+def _add_consumed(tree: Any, segs: tuple[Any, ...], whole: bool) -> Any:
+    if tree is True:
+        return True
+    if not segs:
+        return True if whole else tree
+    node = tree
+    for p in segs[:-1]:
+        nxt = node.setdefault(p, {})
+        if nxt is True:
+            return tree
+        node = nxt
+    last = segs[-1]
+    if whole:
+        node[last] = True
+    elif node.get(last) is not True:
+        node.setdefault(last, {})
+    return tree
 
 
 def _passes(feed: CompiledFeed, ctx: Ctx) -> bool:
     return all(getter(ctx) in allowed for _, getter, allowed in feed.where)
 
 
-def _unmapped(value: Any, tree: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    if type(value) is not dict:
-        return
+def _unmapped(value: Any, tree: dict[Any, Any], prefix: str, segs: tuple[Any, ...],
+              out: dict[str, Any], elements: dict[tuple[Any, ...], Elements] | None) -> None:
+    """Collect into ``out`` the fields of ``value`` (a dict) that ``tree`` does not read."""
     for k, v in value.items():
         sub = tree.get(k)
         if sub is True:
@@ -306,21 +448,63 @@ def _unmapped(value: Any, tree: dict[str, Any], prefix: str, out: dict[str, Any]
         path = f"{prefix}{k}"
         if sub is None:
             out[path] = v
-        elif type(v) is dict:
-            _unmapped(v, sub, path + ".", out)
+        else:
+            _inside(v, sub, path, (*segs, k), out, elements)
+
+
+def _inside(v: Any, sub: dict[Any, Any], path: str, segs: tuple[Any, ...],
+            out: dict[str, Any], elements: dict[tuple[Any, ...], Elements] | None) -> None:
+    """Look inside a field that is partly read: an object, or an unnested container."""
+    if elements is not None and _ELEMENTS in sub:
+        _unmapped_elements(v, sub, path, segs, elements)
+    elif type(v) is dict:
+        _unmapped(v, sub, path + ".", segs, out, elements)
+
+
+def _unmapped_elements(value: Any, tree: dict[Any, Any], path: str, segs: tuple[Any, ...],
+                       elements: dict[tuple[Any, ...], Elements]) -> None:
+    """The unmapped fields of each element of an unnested array, or entry of a map."""
+    if type(value) is list:
+        entries: list[tuple[Any, Any]] = [(None, x) for x in value]
+        name = f"{path}[]"
+    elif type(value) is dict:
+        entries = list(value.items())
+        name = f"{path}{{}}"
+    else:
+        return  # not a container: the unnesting feed rejects the document
+    inner = tree[_ELEMENTS]
+    found = Elements(name, [], {})
+    for k, x in entries:
+        if inner is True or (k is not None and tree.get(k) is True):
+            found.per_element.append(None)
+            continue
+        fields: dict[str, Any] = {}
+        if type(x) is dict:
+            _unmapped(x, inner, "", (), fields, None)
+            for p in fields:
+                found.paths[f"{name}.{p}"] = None
+        else:
+            # an element that is not an object, and no column reads $item itself
+            fields["$item"] = x
+            found.paths[name] = None
+        found.per_element.append(fields or None)
+    elements[segs] = found
 
 
 MEMO_LIMIT = 10_000
 """How many distinct top-level key sets the unmapped-field check remembers per stream."""
 
 
-def _unmapped_root(doc: Any, tree: dict[str, Any], memo: dict[Any, Any],
-                   out: dict[str, Any]) -> None:
+def _unmapped_root(doc: Any, tree: dict[Any, Any], memo: dict[Any, Any],
+                   out: dict[str, Any], elements: dict[tuple[Any, ...], Elements]) -> None:
     """Like :func:`_unmapped` at the top level, memoized on the document's key set.
 
     Documents of one collection mostly share their keys, so which top-level keys are
     unmapped, and which need a look inside, is decided once per key set.
     """
+    if _ELEMENTS in tree:
+        _unmapped_elements(doc, tree, "$", (), elements)  # unnest: $
+        return
     if type(doc) is not dict:
         return
     sig = tuple(doc)
@@ -334,9 +518,7 @@ def _unmapped_root(doc: Any, tree: dict[str, Any], memo: dict[Any, Any],
     for k in entry[0]:
         out[k] = doc[k]
     for k in entry[1]:
-        v = doc[k]
-        if type(v) is dict:
-            _unmapped(v, tree[k], k + ".", out)
+        _inside(doc[k], tree[k], k, (k,), out, elements)
 
 
 def compile_streams(m: Mapping) -> dict[str, StreamPlan]:
@@ -353,7 +535,8 @@ def compile_streams(m: Mapping) -> dict[str, StreamPlan]:
             stream = m.source.table if kv else feed.from_
             assert stream is not None
             report = (table.unmapped or m.options.unmapped) == "report"
-            plan = plans.setdefault(stream, StreamPlan(stream, [], report, ignore, kv))
+            plan = plans.setdefault(stream, StreamPlan(stream, [], report, ignore, kv,
+                                                       options))
             plan.report_unmapped = plan.report_unmapped or report
             plan.feeds.append(_compile_feed(m, tname, table, feed, options))
     for plan in plans.values():
@@ -379,12 +562,17 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
     types = column_types(m, table)
     pk = set(table.primary_key or [])
     columns = []
-    consumed: set[str] = set(table.ignore)
+    unnest_segs = _unnest_segments(feed.unnest)
+    consumed: list[tuple[tuple[Any, ...], bool]] = [
+        (tuple(p.split(".")), True) for p in table.ignore]
+    if unnest_segs is not None:
+        consumed.append(((*unnest_segs, _ELEMENTS), False))
     for cname in table.columns:
         col = table.column(cname)
         path = source_path(m, table, feed, cname)
-        if not path.startswith("$"):
-            consumed.add(path)
+        segs = _read_segments(path, unnest_segs)
+        if segs is not None:
+            consumed.append((segs, True))
         t = types[cname]
         conv = converter_for(t, options)
         default = None
@@ -397,13 +585,12 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
             name=cname, path=path, getter=compile_getter(path), convert=conv, pgtype=t,
             nullable=(col.nullable if col.nullable is not None else cname not in pk),
             default=default,
-            value_map=dict(col.map) if col.map is not None else None,
+            value_map=({map_key(k): v for k, v in col.map_entries()}
+                       if col.map is not None else None),
             enum=frozenset(col.enum) if col.enum is not None else None,
             max_length=col.max_length,
             fast=fast_path(t, options),
         ))
-    if feed.unnest and not feed.unnest.startswith("$"):
-        consumed.add(feed.unnest)
     where = [(k, compile_getter(f"$key.{k}" if feed.keys else k),
               tuple(v) if isinstance(v, list) else (v,))
              for k, v in (feed.where or {}).items()]
@@ -411,6 +598,10 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
         c.item_dependent = _item_dependent(c.path, feed.unnest is not None)
         # a str key: its hash is cached, unlike a tuple's
         c.share_key = f"{c.path}\x1f{c.pgtype.sql}\x1f{c.nullable}"
+        if c.path.startswith("$key."):
+            # a capture depends on the feed's patterns: two feeds over the same key may
+            # capture different text under the same name
+            c.share_key += f"\x1f{feed.keys!r}"
     return CompiledFeed(
         table=tname,
         patterns=[pattern_regex(p) for p in feed.keys] if feed.keys else None,
@@ -420,7 +611,31 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
         columns=columns,
         extra=table.extra is not None,
         consumed=consumed,
+        unnest_segments=unnest_segs,
     )
+
+
+def _unnest_segments(unnest: str | None) -> tuple[str, ...] | None:
+    """The document path an unnest reads, as segments (``()`` for ``$``)."""
+    if unnest is None:
+        return None
+    if unnest == "$":
+        return ()
+    return tuple(unnest.removeprefix("$.").split("."))
+
+
+def _read_segments(path: str, unnest: tuple[str, ...] | None) -> tuple[Any, ...] | None:
+    """The document segments a column path reads, or None when it reads no field."""
+    head, _, rest = path.partition(".")
+    if head in ("$key", "$index"):
+        return None
+    if head == "$item":
+        if unnest is None:
+            return None
+        return (*unnest, _ELEMENTS, *(rest.split(".") if rest else ()))
+    if head == "$":
+        return tuple(rest.split(".")) if rest else ()
+    return tuple(path.split("."))
 
 
 def _item_dependent(path: str, unnested: bool) -> bool:
