@@ -9,14 +9,12 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from docshift.generate import Manifest, generate_crm, generate_kv
-from docshift.target.ddl import object_name
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -38,16 +36,16 @@ def assert_matches(dsn: str, m: Manifest, schema: str = "public") -> None:
         rejects = conn.execute("SELECT source_key, table_name, field, error_class "
                                "FROM docshift.rejects").fetchall()
         unmatched = conn.execute("SELECT count(*) FROM docshift.unmatched_keys").fetchone()
-        steps: dict[str, Any] = dict(conn.execute(
-            "SELECT step, detail FROM docshift.steps WHERE detail ? 'nulled'").fetchall())
+        removed = conn.execute(
+            "SELECT kind, table_name || '.' || column_name, count(*) FROM docshift.removals "
+            "WHERE kind IN ('reference_nulled', 'orphan_dropped') GROUP BY 1, 2").fetchall()
     assert rows == m.expected_rows
     expected = Counter((r.source_key, r.table, r.field, r.error_class)
                        for r in m.expected_quarantined)
     assert Counter(rejects) == expected
     assert unmatched == (m.expected_unmatched_keys,)
-    nulled = {name.split(":", 1)[-1]: d["nulled"] for name, d in steps.items()}
-    want = {object_name(*key.split("."), "fkey"): n for key, n in m.expected_nulled.items()}
-    assert nulled == want
+    assert {c: n for k, c, n in removed if k == "reference_nulled"} == m.expected_nulled
+    assert {c: n for k, c, n in removed if k == "orphan_dropped"} == m.expected_dropped
 
 
 @pytest.mark.parametrize(("fmt", "scale", "seed", "edge", "bad", "workers"), [
@@ -83,6 +81,8 @@ def test_kv_example_loads_exactly_the_manifest(dsn: str, tmp_path: Path, scale: 
     run_docshift(EXAMPLES / "kv" / "docshift.yaml", dsn, tmp_path, DOCSHIFT_KV_TABLE=table)
     assert_matches(dsn, m)
     assert m.expected_unmatched_keys > 0 and m.expected_nulled
+    if bad:
+        assert m.expected_dropped
 
 
 def test_kv_existing_example_loads_exactly_the_manifest(dsn: str, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,37 @@ def test_existing_mode_reports_missing_tables(tmp_path, dsn):
     res = runner.invoke(app, ["run", "-c", str(mapping)])
     assert res.exit_code == 1
     assert "users does not exist" in res.output
+
+
+def test_rejects_all_lists_and_exports_policy_removals(mapping, conn, tmp_path):
+    runner.invoke(app, ["run", "-c", str(mapping), "--batch-size", "8"])
+    res = runner.invoke(app, ["rejects", "-c", str(mapping), "--all"])
+    assert res.exit_code == 0, res.output
+    assert "reference_nulled" in res.output and "accounts.owner_id" in res.output
+    out = tmp_path / "all.jsonl"
+    res = runner.invoke(app, ["rejects", "-c", str(mapping), "--all", "--export", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    removals = [r for r in lines if "removal" in r]
+    nulled = conn.execute("SELECT count(*) FROM accounts WHERE owner_id IS NULL").fetchone()[0]
+    assert len(removals) == nulled
+    assert all(r["removal"] == "reference_nulled" and r["source_value"].startswith("ObjectId(")
+               for r in removals)
+    # quarantined documents are documents: none of them is a row-level entry
+    assert all(r["document"] and "_id" in r["document"] for r in lines if "removal" not in r)
+
+
+def test_a_key_that_cannot_be_re_created_is_a_failure_with_the_rows_counted(
+        tmp_path, dsn, conn):
+    conn.execute(SCHEMA.replace("%%", "%"))
+    dump = write_dump(tmp_path / "dump", 40, 30)
+    text = MAPPING.replace('on_orphan: "null"', "on_orphan: keep")
+    mapping = write_mapping(tmp_path / "docshift.yaml", dump, dsn, text)
+    res = runner.invoke(app, ["run", "-c", str(mapping), "--batch-size", "8"])
+    assert res.exit_code == 1, res.output
+    orphans = 1 + sum(1 for i in range(30) if i % 40 in (7, 17, 27, 37))
+    assert "accounts_owner_id_fkey" in res.output
+    assert f"{orphans} row(s) point at no parent" in res.output
+    # the hidden columns stay, so that a re-run can retry and rollback still knows the rows
+    assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE "
+                        "column_name = '__docshift_doc'").fetchone()[0] == 2

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
 """Bumped whenever a generator's output for a given seed changes."""
 
 
@@ -59,6 +59,9 @@ class Manifest:
     expected_unmatched_keys: int = 0
     expected_nulled: dict[str, int] = field(default_factory=dict)
     """``table.column`` → references that point nowhere under ``on_orphan: null``."""
+    expected_dropped: dict[str, int] = field(default_factory=dict)
+    """``table.column`` → rows whose reference points nowhere under ``on_orphan: drop``
+    (link elements of a junction: the row goes, its document stays)."""
     version: int = MANIFEST_VERSION
 
     @property
@@ -148,6 +151,7 @@ class Tally:
         self.rows: Counter[str] = Counter()
         self.rejects: list[ExpectedReject] = []
         self.nulled: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
         self.unmatched = 0
 
     def reject(self, source: str, source_key: str, table: str, field: str,

@@ -1,4 +1,9 @@
-"""Reading the quarantine: grouped by cause, or exported as JSON Lines."""
+"""Reading the quarantine: grouped by cause, or exported as JSON Lines.
+
+With ``--all``, also the rows a policy removed or changed without quarantining a document
+(``docshift.removals``: duplicates dropped by ``keep_first``, references set to NULL,
+orphan rows dropped).
+"""
 
 from __future__ import annotations
 
@@ -34,8 +39,33 @@ def group_rejects(conn: psycopg.Connection) -> list[RejectGroup]:
     return [RejectGroup(*r) for r in rows]
 
 
-def export_rejects(conn: psycopg.Connection, path: Path) -> int:
-    """Write every quarantined document of the latest run as one JSON object per line."""
+@dataclass
+class RemovalGroup:
+    table: str
+    kind: str
+    column: str | None
+    count: int
+    example_key: str | None
+    example_message: str
+
+
+def group_removals(conn: psycopg.Connection) -> list[RemovalGroup]:
+    """Rows removed or changed by a policy in the latest run, grouped by table and kind."""
+    if not state_exists(conn):
+        return []
+    rows = conn.execute(
+        "SELECT table_name, kind, column_name, count(*), min(source_key), min(message) "
+        "FROM docshift.removals WHERE run_id = (SELECT max(run_id) FROM docshift.runs) "
+        "GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3").fetchall()
+    return [RemovalGroup(*r) for r in rows]
+
+
+def export_rejects(conn: psycopg.Connection, path: Path, removals: bool = False) -> int:
+    """Write every quarantined document of the latest run as one JSON object per line.
+
+    With ``removals``, every recorded removal follows, one per line with a ``removal`` key
+    naming its kind. Returns the number of lines written.
+    """
     n = 0
     with path.open("wb") as f:
         if not state_exists(conn):
@@ -50,4 +80,15 @@ def export_rejects(conn: psycopg.Connection, path: Path) -> int:
                                   "stage": stage, "field": fld, "error_class": ec,
                                   "message": msg, "document": doc}) + b"\n")
             n += 1
+        if removals:
+            cur = conn.cursor(name="removals_export") if not conn.autocommit else conn.cursor()
+            cur.execute(
+                "SELECT kind, table_name, source, source_key, column_name, value, "
+                "source_value, message FROM docshift.removals WHERE run_id = (SELECT "
+                "max(run_id) FROM docshift.runs) ORDER BY id")
+            for kind, table, src, key, col, value, sv, msg in cur:
+                f.write(orjson.dumps({"removal": kind, "table": table, "source": src,
+                                      "source_key": key, "column": col, "value": value,
+                                      "source_value": sv, "message": msg}) + b"\n")
+                n += 1
     return n

@@ -6,20 +6,31 @@ import os
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
-from docshift.dsn import mask
+from docshift.dsn import mask, parse_dsn, scrub
+from docshift.errors import TargetError
 from docshift.spec.model import Mapping
 
 DSN_ENV = "DOCSHIFT_DSN"
 """Environment variable that overrides the mapping's target DSN (handy in CI and tests)."""
 
+UNREACHABLE_HINT = ("Check the DSN (host, port, database, user, password) and that the server "
+                    "is running; docshift resumes from its last checkpoint on re-run.")
+
 
 def target_dsn(m: Mapping, override: str | None = None) -> str:
-    """The target DSN: ``override``, $DOCSHIFT_DSN, the mapping's, or the embedded server's."""
-    dsn = override or os.environ.get(DSN_ENV) or m.target.dsn
-    if dsn:
-        return dsn
+    """The target DSN: ``override``, $DOCSHIFT_DSN, the mapping's, or the embedded server's.
+
+    A given DSN is checked here, so that a malformed one is an error naming where it came
+    from (with the password masked) before anything tries to connect with it.
+    """
+    given = [("--dsn", override), (f"${DSN_ENV}", os.environ.get(DSN_ENV)),
+             (f"target.dsn in {m.path}", m.target.dsn)]
+    for where, dsn in given:
+        if dsn:
+            parse_dsn(dsn, what=f"the target DSN ({where})")
+            return dsn
     from docshift.target.embedded import server_dsn
 
     return server_dsn()
@@ -35,17 +46,25 @@ APPLICATION_NAME = "docshift"
 
 
 def connect(dsn: str) -> psycopg.Connection:
-    """An autocommit connection to ``dsn``, named ``docshift`` unless the DSN names it."""
-    params = conninfo_to_dict(dsn)
+    """An autocommit connection to ``dsn``, named ``docshift`` unless the DSN names it.
+
+    Raises TargetError (password masked) when the DSN is malformed or the server cannot be
+    reached.
+    """
+    params = parse_dsn(dsn)
     params.setdefault("application_name", APPLICATION_NAME)
-    return psycopg.connect(make_conninfo(**params), autocommit=True)
+    try:
+        return psycopg.connect(make_conninfo(**params), autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise TargetError(f"cannot reach the target database {mask(dsn)}: "
+                          f"{scrub(str(exc).strip(), dsn)}", hint=UNREACHABLE_HINT) from None
 
 
 def recreate_database(server: str, name: str) -> str:
     """Drop (if it exists) and create database ``name`` on ``server``; return its DSN."""
-    with psycopg.connect(server, autocommit=True) as c:
+    params = parse_dsn(server, what="the server DSN")
+    with connect(server) as c:
         c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(server)
     params["dbname"] = name
     return make_conninfo(**params)

@@ -2,8 +2,9 @@
 
 Create mode: the schema and bare tables (no keys, no indexes — those come after the data).
 Existing mode: the tables must exist with every mapped column; primary, unique and foreign
-keys that would block loading (and foreign keys elsewhere that point at mapped tables) are
-dropped and their definitions saved in ``docshift.objects`` to be re-created after the load.
+keys and unique indexes that would block loading (and foreign keys elsewhere that point at
+mapped tables) are dropped and their definitions saved in ``docshift.objects`` to be
+re-created after the load. Rollback removes only the rows docshift loaded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from docshift.errors import TargetError
 from docshift.spec.model import Mapping
 from docshift.target.ddl import HIDDEN_COLUMNS, create_table, qualified
 from docshift.target.state import objects, record_object
+from docshift.transform.rows import SOURCE_DOC_COLUMN
 
 
 def prepare_create(conn: psycopg.Connection, m: Mapping) -> None:
@@ -70,7 +72,12 @@ def resolve_existing_types(conn: psycopg.Connection, m: Mapping) -> None:
 
 
 def prepare_existing(conn: psycopg.Connection, m: Mapping) -> None:
-    """Drop blocking keys (saving their definitions) and add the hidden source-key column."""
+    """Drop blocking keys and unique indexes (saving their definitions); add hidden columns.
+
+    As pgloader does, unique *indexes* that back no constraint (an ORM's ``@unique``, the
+    ``_AB_unique`` of an implicit many-to-many table) are saved with ``pg_get_indexdef``
+    and dropped too: they would refuse a whole batch on one duplicate.
+    """
     schema = m.target.schema_
     with conn.transaction():
         oids = [f'"{schema}"."{t}"' for t in m.tables]
@@ -92,42 +99,148 @@ def prepare_existing(conn: psycopg.Connection, m: Mapping) -> None:
             }).decode())
             conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
                 sql.SQL(qual), sql.Identifier(name)))
+        for iname, qual_index, qual, definition, cols, relname in _unique_indexes(conn, oids):
+            record_object(conn, "dropped", relname, iname, orjson.dumps({
+                "type": "i", "def": definition, "columns": cols, "qualified": qual,
+                "index": qual_index,
+            }).decode())
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.SQL(qual_index)))
         for t in m.tables:
             for col, typ in HIDDEN_COLUMNS.items():
                 conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
                     qualified(schema, t), sql.Identifier(col), sql.SQL(typ)))
 
 
+def _unique_indexes(conn: psycopg.Connection, oids: list[str]) -> list[tuple]:
+    """Unique indexes of the tables that back no constraint.
+
+    Their key columns are listed only when every key is a plain column and the index is
+    not partial: only then can duplicates be resolved by those columns.
+    """
+    return conn.execute(
+        "SELECT ic.relname, i.indexrelid::regclass::text, i.indrelid::regclass::text, "
+        "pg_get_indexdef(i.indexrelid), "
+        "CASE WHEN i.indpred IS NULL AND NOT (0 = ANY(i.indkey::int2[])) THEN "
+        "  ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) "
+        "        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n "
+        "        ORDER BY k.o) END, "
+        "tc.relname "
+        "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+        "JOIN pg_class tc ON tc.oid = i.indrelid "
+        "WHERE i.indisunique AND i.indrelid = ANY(%s::regclass[]) AND NOT EXISTS "
+        "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) "
+        "ORDER BY 1", (oids,)).fetchall()
+
+
 def empty_target(conn: psycopg.Connection, m: Mapping) -> list[str]:
     """Undo a migration's effect on the target; returns what was done, one line each.
 
-    Create mode drops the tables docshift created; existing mode empties the mapped tables
-    and re-creates any constraint still waiting to be. The state schema is dropped last.
+    Create mode drops the tables docshift created, without CASCADE: when anything else
+    (a view, another table's foreign key) depends on them, nothing is dropped and a
+    TargetError names the dependents. Existing mode removes exactly the rows docshift
+    loaded — found by the hidden column while it exists, then by the record of loaded keys
+    kept at finalization — and re-creates every key and index it dropped; rows that were
+    there before are never touched. The state schema is dropped last. Everything happens
+    in one transaction.
     """
     done: list[str] = []
     with conn.transaction():
         if m.target.mode == "create":
-            for table, _, schema in objects(conn, "table"):
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(
-                    qualified(schema or m.target.schema_, table)))
-                done.append(f"dropped table {schema}.{table}")
+            done += _drop_created(conn, m)
         else:
-            tables = sql.SQL(", ").join(qualified(m.target.schema_, t) for t in m.tables)
-            conn.execute(sql.SQL("TRUNCATE {}").format(tables))
-            done.append("emptied " + ", ".join(m.tables))
+            done += _remove_loaded(conn, m)
+            done += _restore_dropped(conn)
             for t in m.tables:
-                for col in HIDDEN_COLUMNS:
-                    conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
-                        qualified(m.target.schema_, t), sql.Identifier(col)))
-            for table, name, definition in objects(conn, "dropped"):
-                d = orjson.loads(definition or "{}")
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_constraint WHERE conname = %s AND conrelid = %s::regclass",
-                    (name, d["qualified"])).fetchone()
-                if not exists:
-                    conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                        sql.SQL(d["qualified"]), sql.Identifier(name), sql.SQL(d["def"])))
-                    done.append(f"re-created constraint {name} on {table}")
+                if _table_exists(conn, m.target.schema_, t):
+                    conn.execute(sql.SQL("ALTER TABLE {} {}").format(
+                        qualified(m.target.schema_, t), sql.SQL(", ").join(
+                            sql.SQL("DROP COLUMN IF EXISTS {}").format(sql.Identifier(c))
+                            for c in HIDDEN_COLUMNS)))
         conn.execute("DROP SCHEMA IF EXISTS docshift CASCADE")
         done.append("dropped docshift's state (schema docshift)")
+    return done
+
+
+def _drop_created(conn: psycopg.Connection, m: Mapping) -> list[str]:
+    tables = [(schema or m.target.schema_, t) for t, _, schema in objects(conn, "table")]
+    tables = [(s, t) for s, t in tables if _table_exists(conn, s, t)]
+    if not tables:
+        return []
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("DROP TABLE {}").format(
+                sql.SQL(", ").join(qualified(s, t) for s, t in tables)))
+    except psycopg.errors.DependentObjectsStillExist as exc:
+        detail = (exc.diag.message_detail or "").strip()
+        raise TargetError(
+            "rollback would drop tables that other objects depend on; nothing was dropped:\n"
+            + "\n".join(f"  - {line}" for line in detail.splitlines() if line),
+            hint="Drop or change those objects first (they are not docshift's), then run "
+            "rollback again.") from None
+    return [f"dropped table {s}.{t}" for s, t in tables]
+
+
+def _has_column(conn: psycopg.Connection, schema: str, table: str, column: str) -> bool:
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+        "AND attname = %s AND NOT attisdropped)",
+        (f'"{schema}"."{table}"', column)).fetchone()[0]  # type: ignore[index]
+
+
+def _remove_loaded(conn: psycopg.Connection, m: Mapping) -> list[str]:
+    """Delete the rows docshift loaded, children first."""
+    schema = m.target.schema_
+    loaded = {t: (name, orjson.loads(d or "{}")) for t, name, d in objects(conn, "loaded")}
+    done = []
+    for t in reversed(m.tables_in_load_order()):
+        if not _table_exists(conn, schema, t):
+            continue
+        q = qualified(schema, t)
+        if _has_column(conn, schema, t, SOURCE_DOC_COLUMN):
+            n = conn.execute(sql.SQL("DELETE FROM {} WHERE {} IS NOT NULL").format(
+                q, sql.Identifier(SOURCE_DOC_COLUMN))).rowcount
+        elif t in loaded:
+            name, d = loaded[t]
+            state = sql.SQL("docshift.{}").format(sql.Identifier(name))
+            if d.get("columns"):
+                cols = sql.SQL(", ").join(map(sql.Identifier, d["columns"]))
+                n = conn.execute(sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT {} FROM {})")
+                                 .format(q, cols, cols, state)).rowcount
+            else:
+                # no key: as many rows of each loaded image as were loaded
+                n = conn.execute(sql.SQL(
+                    "WITH want AS (SELECT image, count(*) AS n FROM {s} GROUP BY image), "
+                    "cand AS (SELECT t.ctid AS rid, to_jsonb(t) AS image, row_number() OVER "
+                    "(PARTITION BY to_jsonb(t) ORDER BY t.ctid) AS rn FROM {q} t) "
+                    "DELETE FROM {q} t USING cand c JOIN want w ON w.image = c.image "
+                    "WHERE t.ctid = c.rid AND c.rn <= w.n").format(s=state, q=q)).rowcount
+        else:
+            done.append(f"kept every row of {schema}.{t}: no record of which rows docshift "
+                        "loaded")
+            continue
+        done.append(f"removed {n:,} row(s) docshift loaded from {schema}.{t}")
+    return done
+
+
+def _restore_dropped(conn: psycopg.Connection) -> list[str]:
+    """Re-create every key and unique index dropped before loading that is not back."""
+    done = []
+    dropped = [(t, n, orjson.loads(d or "{}")) for t, n, d in objects(conn, "dropped")]
+    # keys and indexes first, then the foreign keys that may need them
+    dropped.sort(key=lambda o: 1 if o[2].get("type") == "f" else 0)
+    for table, name, d in dropped:
+        if d.get("type") == "i":
+            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                                  (d.get("index") or name,)).fetchone()[0]  # type: ignore[index]
+            if not exists:
+                conn.execute(sql.SQL(d["def"]))
+                done.append(f"re-created index {name} on {table}")
+            continue
+        exists = conn.execute(
+            "SELECT 1 FROM pg_constraint WHERE conname = %s AND conrelid = %s::regclass",
+            (name, d["qualified"])).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                sql.SQL(d["qualified"]), sql.Identifier(name), sql.SQL(d["def"])))
+            done.append(f"re-created constraint {name} on {table}")
     return done
