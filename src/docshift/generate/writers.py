@@ -457,14 +457,19 @@ class KvPostgresWriter(_KvStream):
 
     def __init__(self, dsn: str, table: str = KV_TABLE_DEFAULT, *,
                  replace: bool = False) -> None:
-        import psycopg
         from psycopg import sql
+
+        from docshift.dsn import parse_dsn
 
         super().__init__(copy_row)
         if not _KV_TABLE.match(table):
             raise ValueError(f"table name {table!r} is not a plain identifier")
         self.table = table
-        self.conn = psycopg.connect(dsn)
+        from docshift.target.connect import connect
+
+        parse_dsn(dsn, what="the --out DSN")
+        self.conn = connect(dsn)
+        self.conn.autocommit = False
         ident = sql.Identifier(table)
         if replace:
             self.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
