@@ -1,0 +1,680 @@
+"""Verification: read the source once, write what it should have become next to the
+target (in temporary tables of the verifier's own session), and compare set-based in SQL.
+
+The expected rows come from :mod:`docshift.verify.expect`, never from the loader; the
+loader's counters and checkpoints are never read. The quarantine is read only to accept a
+document as quarantined, and a quarantined document is then checked to be absent.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from docshift.errors import DocshiftError
+from docshift.spec.check import resolve_reference
+from docshift.spec.model import Mapping
+from docshift.verify import ledger
+from docshift.verify.expect import (
+    FILTERED,
+    IGNORED,
+    LOADED,
+    REJECTED,
+    UNMATCHED,
+    StreamReader,
+    table_types,
+)
+from docshift.verify.model import (
+    FAIL,
+    PASS,
+    WARN,
+    Check,
+    Difference,
+    StreamLedger,
+    VerifyOptions,
+    VerifyReport,
+)
+
+FLUSH_ROWS = 5000
+"""Expected rows buffered per table before they are copied to the verifier's temp table."""
+
+NORMAL, OPTIONAL, QUARANTINED = "n", "o", "q"
+"""Kinds of expected rows: must be in the target; may be (a row-level quarantine entry of an
+older finalization removed some of the document's rows in that table); must not be."""
+
+_SRC, _DOC, _KIND = "_v_src", "_v_doc", "_v_kind"
+
+NUMERIC = {"smallint", "integer", "bigint", "numeric", "real", "double precision"}
+POINTS_IN_TIME = {"date", "timestamp", "timestamptz"}
+TEXTS = {"text", "varchar"}
+
+
+@dataclass
+class _Table:
+    name: str
+    columns: list[str]
+    types: dict[str, Any]
+    pk: list[str]
+    exp: str
+    resolved: str
+    buffer: list[tuple[Any, ...]] = field(default_factory=list)
+    present: bool = True
+
+
+def verify(m: Mapping, dsn: str, options: VerifyOptions | None = None) -> VerifyReport:
+    """Verify the target against the source, layer by layer; the report says what failed."""
+    from docshift import __version__
+    from docshift.dsn import mask
+    from docshift.sources import open_source
+
+    options = options or VerifyOptions()
+    started = time.monotonic()
+    rep = VerifyReport(options=options)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        run_id = ledger.latest_run_id(conn)
+        if run_id is None:
+            raise DocshiftError("nothing to verify: docshift has not migrated into this "
+                                "database", hint="Run `docshift run` first.")
+        rep.environment = {
+            "docshift_version": __version__, "mapping": m.path,
+            "source": _describe_source(m, mask), "target": mask(dsn),
+            "schema": m.target.schema_, "mode": m.target.mode, "run_id": run_id,
+            "run_status": ledger.run_status(conn, run_id),
+            "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        if m.target.mode == "existing":
+            from docshift.target.prepare import resolve_existing_types
+
+            resolve_existing_types(conn, m)
+        v = _Verifier(m, conn, options, rep, run_id)
+        v.schema()
+        src = open_source(m.source, dsn)
+        try:
+            v.read_source(src)
+        finally:
+            src.close()
+        v.compare()
+        v.integrity()
+    order = {layer: i for i, layer in enumerate(
+        ("reconciliation", "content", "integrity", "nulls", "aggregates", "schema",
+         "coverage"))}
+    rep.checks.sort(key=lambda c: order.get(c.layer, 99))
+    rep.seconds = time.monotonic() - started
+    return rep
+
+
+def _describe_source(m: Mapping, mask: Any) -> str:
+    s = m.source
+    if s.kind == "postgres_kv":
+        return f"postgres_kv table {s.table}" + (f" at {mask(s.dsn)}" if s.dsn else "")
+    if s.kind == "mongodb":
+        return f"mongodb {mask(s.uri or '')} database {s.database}"
+    return f"{s.kind} {s.path}"
+
+
+FLOAT_SUM_TOLERANCE = 1e-9
+"""Relative tolerance for sums of real / double precision columns: a float sum depends on
+the order of its terms, which differs between two scans."""
+
+
+def _close(a: float, b: float) -> bool:
+    if a != a and b != b:  # NaN on both sides
+        return True
+    return abs(a - b) <= FLOAT_SUM_TOLERANCE * max(abs(a), abs(b))
+
+
+class _Verifier:
+    def __init__(self, m: Mapping, conn: psycopg.Connection, options: VerifyOptions,
+                 rep: VerifyReport, run_id: int) -> None:
+        self.m, self.conn, self.opts, self.rep = m, conn, options, rep
+        self.schema_name = m.target.schema_
+        self.cap = options.max_differences
+        self.tables: dict[str, _Table] = {}
+        for i, (name, spec) in enumerate(m.tables.items()):
+            self.tables[name] = _Table(name, list(spec.columns), table_types(m, spec),
+                                       list(spec.primary_key or []), f"_v_exp_{i}",
+                                       f"_v_res_{i}")
+        self.quarantine = ledger.quarantined(conn, run_id)
+        self.sample: dict[str, list[int]] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def target(self, table: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema_name), sql.Identifier(table))
+
+    def add(self, layer: str, name: str, table: str, status: str, **kw: Any) -> Check:
+        c = Check(name=name, layer=layer, table=table, status=status, **kw)
+        self.rep.checks.append(c)
+        return c
+
+    def rows(self, q: sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:
+        return self.conn.execute(q, params).fetchall()
+
+    def one(self, q: sql.Composable, params: Any = None) -> Any:
+        row = self.conn.execute(q, params).fetchone()
+        return row[0] if row else None
+
+    # ------------------------------------------------------------------ schema
+
+    def schema(self) -> None:
+        from docshift.transform.pgtypes import parse_type
+
+        existing = self.m.target.mode == "existing"
+        for t in self.tables.values():
+            cols = {r[0]: r[1:] for r in self.rows(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+                "a.atthasdef FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) "
+                "AND a.attnum > 0 AND NOT a.attisdropped",
+                (f'"{self.schema_name}"."{t.name}"',))}
+            if not cols:
+                t.present = False
+                self.add("schema", "table exists", t.name, FAIL, expected="table",
+                         actual=None, message=f"table {self.schema_name}.{t.name} does not "
+                         "exist in the target")
+                continue
+            diffs = []
+            spec = self.m.tables[t.name]
+            pk = set(t.pk)
+            for c in t.columns:
+                if c not in cols:
+                    diffs.append(Difference(None, c, "column", None, "column is missing"))
+                    continue
+                if existing:
+                    continue
+                have_type, notnull, hasdef = cols[c]
+                want = t.types[c].sql
+                try:
+                    have = parse_type(have_type).sql
+                except ValueError:
+                    have = have_type
+                if have != want:
+                    diffs.append(Difference(None, c, want, have_type, "type differs"))
+                col = spec.column(c)
+                nullable = col.nullable if col.nullable is not None else c not in pk
+                if notnull == nullable:
+                    diffs.append(Difference(None, c, "NULL" if nullable else "NOT NULL",
+                                            "NOT NULL" if notnull else "NULL",
+                                            "nullability differs"))
+                if (col.default is not None) != hasdef:
+                    diffs.append(Difference(None, c, col.default, "a default" if hasdef
+                                            else None, "default differs"))
+            self.add("schema", "columns", t.name, FAIL if diffs else PASS,
+                     expected=len(t.columns), actual=len(t.columns) - sum(
+                         d.message == "column is missing" for d in diffs),
+                     differences=diffs[:self.cap], differences_total=len(diffs),
+                     message="" if not diffs else f"{len(diffs)} column difference(s)")
+            if any(d.message == "column is missing" for d in diffs):
+                t.present = False
+
+    # ------------------------------------------------------------------ source
+
+    def read_source(self, src: Any) -> None:
+        for t in self.tables.values():
+            defs = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t.types[c].sql))
+                    for c in t.columns]
+            defs += [sql.SQL("{} text").format(sql.Identifier(_SRC)),
+                     sql.SQL("{} bigint").format(sql.Identifier(_DOC)),
+                     sql.SQL("{} text").format(sql.Identifier(_KIND))]
+            self.conn.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(
+                sql.Identifier(t.exp), sql.SQL(", ").join(defs)))
+        by_key: dict[tuple[str, str | None], list[ledger.Quarantined]] = {}
+        for q in self.quarantine:
+            for s in q.streams:
+                by_key.setdefault((s, q.source_key), []).append(q)
+        used: set[int] = set()
+        streams = list(dict.fromkeys(
+            (self.m.source.table if self.m.source.kind == "postgres_kv" else f.from_)
+            for t in self.m.tables.values() for f in t.feeds or []))
+        rng = random.Random(self.opts.seed)
+        for number, stream in enumerate(streams):
+            assert stream is not None
+            self._read_stream(src, number, stream, by_key, used, rng)
+        for t in self.tables.values():
+            self._flush(t)
+        stray = [q for i, q in enumerate(self.quarantine) if i not in used
+                 and id(q) not in used]
+        stray = [q for q in self.quarantine if id(q) not in used]
+        self.add("reconciliation", "quarantine entries name source documents", "(quarantine)",
+                 FAIL if stray else PASS, expected=0, actual=len(stray),
+                 differences=[Difference(q.source_key, q.field, None, None,
+                                         f"entry ({q.error_class}) of {','.join(q.streams)} "
+                                         "names no document of the source")
+                              for q in stray[:self.cap]], differences_total=len(stray))
+
+    def _read_stream(self, src: Any, number: int, stream: str,
+                     by_key: dict[tuple[str, str | None], list[ledger.Quarantined]],
+                     used: set[int], rng: random.Random) -> None:
+        reader = StreamReader(self.m, stream)
+        led = StreamLedger(stream)
+        self.rep.streams.append(led)
+        unaccounted: list[Difference] = []
+        unexpected: list[Difference] = []
+        unmapped: Counter[str] = Counter()
+        examples: dict[str, str] = {}
+        reservoir: list[int] = []
+        seen_loaded = 0
+        for ordinal, sdoc in enumerate(src.stream(stream).read()):
+            led.documents += 1
+            doc_no = (number << 40) | ordinal
+            exp = reader.read(sdoc)
+            qs = by_key.get((stream, sdoc.key), [])
+            for q in qs:
+                used.add(id(q))
+            whole = [q for q in qs if q.whole_document]
+            if qs:
+                led.quarantined += 1
+                if exp.outcome == LOADED:
+                    partial = {q.table for q in qs if not q.whole_document}
+                    for table, rows in exp.rows.items():
+                        kind = (QUARANTINED if whole else
+                                OPTIONAL if table in partial else NORMAL)
+                        self._emit(table, rows, sdoc.key, doc_no, kind)
+                elif exp.outcome != REJECTED:
+                    unexpected.append(Difference(sdoc.key, None, exp.outcome, "quarantined",
+                                                 f"quarantined ({qs[0].error_class}) although "
+                                                 f"the mapping says it is {exp.outcome}"))
+                continue
+            if exp.outcome == REJECTED:
+                led.unaccounted += 1
+                unaccounted.append(Difference(
+                    sdoc.key, exp.field, exp.error_class, None,
+                    f"not in the target and not in the quarantine: it cannot be converted "
+                    f"({exp.error_class}"
+                    + (f" in table {exp.table}" if exp.table else "") + f": {exp.message})"))
+                continue
+            if exp.outcome == LOADED:
+                led.loaded += 1
+                for table, rows in exp.rows.items():
+                    self._emit(table, rows, sdoc.key, doc_no, NORMAL)
+                seen_loaded += 1
+                if len(reservoir) < self.opts.sample:
+                    reservoir.append(doc_no)
+                else:
+                    j = rng.randrange(seen_loaded)
+                    if j < self.opts.sample:
+                        reservoir[j] = doc_no
+                for path in reader.unmapped(sdoc, list(exp.rows)):
+                    unmapped[path] += 1
+                    examples.setdefault(path, sdoc.key)
+            elif exp.outcome == FILTERED:
+                led.filtered += 1
+            elif exp.outcome == IGNORED:
+                led.ignored += 1
+            elif exp.outcome == UNMATCHED:
+                led.unmatched += 1
+        self.sample[stream] = reservoir
+        diffs = unaccounted + unexpected
+        status = FAIL if unaccounted or not led.balanced else WARN if unexpected else PASS
+        self.add("reconciliation", "every document accounted for", f"stream {stream}", status,
+                 expected=led.documents, actual=led.documents - led.unaccounted,
+                 message=(f"{led.documents} documents: {led.loaded} loaded, {led.quarantined} "
+                          f"quarantined, {led.filtered} filtered, {led.ignored} ignored, "
+                          f"{led.unmatched} unmatched, {led.unaccounted} unaccounted"),
+                 differences=diffs[:self.cap], differences_total=len(diffs))
+        cover = [Difference(examples[p], p, n, None, f"{n} document(s) have this field; no "
+                            "column reads it and no 'ignore' names it")
+                 for p, n in unmapped.most_common()]
+        self.add("coverage", "unmapped source fields", f"stream {stream}",
+                 WARN if cover else PASS, expected=0, actual=len(cover),
+                 differences=cover[:self.cap], differences_total=len(cover))
+
+    def _emit(self, table: str, rows: list[tuple[Any, ...]], key: str, doc_no: int,
+              kind: str) -> None:
+        t = self.tables[table]
+        t.buffer.extend((*r, key, doc_no, kind) for r in rows)
+        if len(t.buffer) >= FLUSH_ROWS:
+            self._flush(t)
+
+    def _flush(self, t: _Table) -> None:
+        if not t.buffer:
+            return
+        types = [t.types[c].copy_name for c in t.columns] + ["text", "int8", "text"]
+        with self.conn.cursor() as cur, cur.copy(sql.SQL(
+                "COPY {} FROM STDIN (FORMAT BINARY)").format(sql.Identifier(t.exp))) as copy:
+            copy.set_types(types)
+            for r in t.buffer:
+                copy.write_row(r)
+        t.buffer.clear()
+
+    # ------------------------------------------------------------------ compare
+
+    def compare(self) -> None:
+        for name in self.m.tables_in_load_order():
+            t = self.tables[name]
+            if not t.present:
+                continue
+            self._null_orphans(t)
+            if t.pk:
+                self._compare_keyed(t)
+            else:
+                self._compare_multiset(t)
+            self._aggregates(t)
+
+    def _null_orphans(self, t: _Table) -> None:
+        """Expected references under ``on_orphan: null`` that name no target row are NULL;
+        under ``on_orphan: drop`` their rows are not expected.
+
+        The referenced table's rows are checked on their own, so its target rows decide here.
+        """
+        for c in t.columns:
+            col = self.m.tables[t.name].column(c)
+            if not col.references:
+                continue
+            policy = col.on_orphan or self.m.options.on_orphan
+            if policy not in ("null", "drop"):
+                continue
+            ptable, pcol = resolve_reference(self.m, col.references)
+            change = ("UPDATE {e} e SET {c} = NULL" if policy == "null" else
+                      "DELETE FROM {e} e")  # drop: the row goes, its document stays
+            self.conn.execute(sql.SQL(
+                change + " WHERE {c} IS NOT NULL AND NOT EXISTS "
+                "(SELECT 1 FROM {p} p WHERE p.{pc} = e.{c})").format(
+                e=sql.Identifier(t.exp), c=sql.Identifier(c), p=self.target(ptable),
+                pc=sql.Identifier(pcol)))
+
+    def _cols(self, alias: str, cols: Iterable[str]) -> sql.Composed:
+        return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias),
+                                                          sql.Identifier(c)) for c in cols)
+
+    def _join(self, cols: list[str], a: str = "e", b: str = "t") -> sql.Composed:
+        return sql.SQL(" AND ").join(sql.SQL("{a}.{c} = {b}.{c}").format(
+            a=sql.Identifier(a), b=sql.Identifier(b), c=sql.Identifier(c)) for c in cols)
+
+    def _key_text(self, alias: str, cols: list[str]) -> sql.Composed:
+        return sql.SQL(" || ', ' || ").join(
+            sql.SQL("coalesce({}.{}::text, 'NULL')").format(sql.Identifier(alias),
+                                                            sql.Identifier(c)) for c in cols)
+
+    def _sample_filter(self, t: _Table, alias: str) -> tuple[sql.Composable, list[Any]]:
+        if self.opts.full:
+            return sql.SQL("true"), []
+        docs = [d for s in self.sample.values() for d in s]
+        return sql.SQL("{}.{} = ANY(%s)").format(sql.Identifier(alias),
+                                                 sql.Identifier(_DOC)), [docs]
+
+    def _compare_keyed(self, t: _Table) -> None:
+        e, tg, pk, cols = sql.Identifier(t.exp), self.target(t.name), t.pk, t.columns
+        same = sql.SQL("ROW({}) IS NOT DISTINCT FROM ROW({})").format(
+            self._cols("e", cols), self._cols("t", cols))
+        # one candidate per key: the one equal to the target row if any, else the first
+        # document's; keys held only by withheld rows are not expected
+        self.conn.execute(sql.SQL(
+            "CREATE TEMP TABLE {r} AS SELECT DISTINCT ON ({epk}) e.*, "
+            "(t.{pk0} IS NOT NULL) AS _v_in_target FROM {e} e LEFT JOIN {tg} t ON {join} "
+            "WHERE e.{kind} = 'n' OR (e.{kind} = 'o' AND t.{pk0} IS NOT NULL) "
+            "ORDER BY {epk}, ({same}) DESC, e.{kind}, e.{doc}").format(
+            r=sql.Identifier(t.resolved), epk=self._cols("e", pk), pk0=sql.Identifier(pk[0]),
+            e=e, tg=tg, join=self._join(pk), kind=sql.Identifier(_KIND), same=same,
+            doc=sql.Identifier(_DOC)))
+        r = sql.Identifier(t.resolved)
+        expected = self.one(sql.SQL("SELECT count(*) FROM {}").format(r))
+        actual = self.one(sql.SQL("SELECT count(*) FROM {}").format(tg))
+        missing = self.rows(sql.SQL(
+            "SELECT e.{src}, {key} FROM {r} e WHERE NOT e._v_in_target ORDER BY e.{doc} "
+            "LIMIT {cap}").format(src=sql.Identifier(_SRC), key=self._key_text("e", pk), r=r,
+                                  doc=sql.Identifier(_DOC), cap=sql.Literal(self.cap)))
+        n_missing = self.one(sql.SQL("SELECT count(*) FROM {} WHERE NOT _v_in_target").format(r))
+        extra_q = sql.SQL(
+            "FROM {tg} t WHERE NOT EXISTS (SELECT 1 FROM {e} e WHERE {join} AND e.{kind} <> 'q')"
+        ).format(tg=tg, e=e, join=self._join(pk), kind=sql.Identifier(_KIND))
+        n_extra = self.one(sql.SQL("SELECT count(*) ") + extra_q)
+        extra = self.rows(sql.SQL(
+            "SELECT (SELECT min(q.{src}) FROM {e} q WHERE {qjoin}), {key} ").format(
+            src=sql.Identifier(_SRC), e=e, qjoin=self._join(pk, "q", "t"),
+            key=self._key_text("t", pk)) + extra_q + sql.SQL(" LIMIT {}").format(
+            sql.Literal(self.cap)))
+        diffs = [Difference(k, ",".join(pk), key, None, "row missing from the target")
+                 for k, key in missing]
+        diffs += [Difference(k, ",".join(pk), None, key,
+                             "row of a quarantined document is in the target" if k else
+                             "row in the target that no source document gives")
+                  for k, key in extra]
+        existing = self.m.target.mode == "existing"
+        quarantined_present = any(d.key for d in diffs[len(missing):])
+        status = PASS
+        if n_missing or quarantined_present:
+            status = FAIL
+        elif n_extra:
+            # an existing table may hold rows of its own from before the migration
+            status = WARN if existing else FAIL
+        self.add("reconciliation", "rows", t.name, status, expected=expected, actual=actual,
+                 message=f"{n_missing} missing, {n_extra} not from the source",
+                 differences=diffs[:self.cap], differences_total=n_missing + n_extra)
+        # content: every mapped column of the sampled documents' rows
+        where, params = self._sample_filter(t, "e")
+        counts = sql.SQL(", ").join(
+            sql.SQL("count(*) FILTER (WHERE e.{c} IS DISTINCT FROM t.{c})").format(
+                c=sql.Identifier(c)) for c in cols)
+        row = self.conn.execute(sql.SQL(
+            "SELECT count(*), {counts} FROM {r} e JOIN {tg} t ON {join} WHERE {where}").format(
+            counts=counts, r=r, tg=tg, join=self._join(pk), where=where), params).fetchone()
+        assert row is not None
+        compared, per_col = row[0], dict(zip(cols, row[1:], strict=True))
+        cdiffs: list[Difference] = []
+        for c, n in per_col.items():
+            if not n:
+                continue
+            for k, sv, tv in self.rows(sql.SQL(
+                    "SELECT e.{src}, e.{c}::text, t.{c}::text FROM {r} e JOIN {tg} t ON {join} "
+                    "WHERE {where} AND e.{c} IS DISTINCT FROM t.{c} ORDER BY e.{doc} LIMIT {cap}"
+                    ).format(src=sql.Identifier(_SRC), c=sql.Identifier(c), r=r, tg=tg,
+                             join=self._join(pk), where=where, doc=sql.Identifier(_DOC),
+                             cap=sql.Literal(self.cap)), params):
+                cdiffs.append(Difference(k, c, sv, tv, "value differs"))
+        total = sum(per_col.values())
+        self.add("content", "mapped fields" + ("" if self.opts.full else " (sample)"), t.name,
+                 FAIL if total else PASS, expected=compared, actual=compared - (
+                     0 if not total else len({d.key for d in cdiffs})),
+                 message=f"{compared} row(s) compared, {total} differing value(s)",
+                 differences=cdiffs[:self.cap], differences_total=total)
+
+    def _compare_multiset(self, t: _Table) -> None:
+        e, tg = sql.Identifier(t.exp), self.target(t.name)
+        self.conn.execute(sql.SQL(
+            "CREATE TEMP TABLE {r} AS SELECT * FROM {e} WHERE {kind} = 'n'").format(
+            r=sql.Identifier(t.resolved), e=e, kind=sql.Identifier(_KIND)))
+        cols = sql.SQL(", ").join(map(sql.Identifier, t.columns))
+        r = sql.Identifier(t.resolved)
+        expected = self.one(sql.SQL("SELECT count(*) FROM {}").format(r))
+        actual = self.one(sql.SQL("SELECT count(*) FROM {}").format(tg))
+        missing = self.one(sql.SQL(
+            "SELECT count(*) FROM (SELECT {c} FROM {r} EXCEPT ALL SELECT {c} FROM {tg}) x"
+        ).format(c=cols, r=r, tg=tg))
+        extra = self.one(sql.SQL(
+            "SELECT count(*) FROM (SELECT {c} FROM {tg} EXCEPT ALL SELECT {c} FROM {e} "
+            "WHERE {kind} <> 'q') x").format(c=cols, e=e, tg=tg, kind=sql.Identifier(_KIND)))
+        sample = self.rows(sql.SQL(
+            "SELECT row({c})::text FROM (SELECT {c} FROM {r} EXCEPT ALL SELECT {c} FROM {tg}) x "
+            "LIMIT {cap}").format(c=cols, r=r, tg=tg, cap=sql.Literal(self.cap)))
+        diffs = [Difference(None, None, s, None, "row missing from the target")
+                 for (s,) in sample]
+        status = FAIL if missing or (extra and self.m.target.mode == "create") else (
+            WARN if extra else PASS)
+        self.add("reconciliation", "rows (as a multiset)", t.name, status, expected=expected,
+                 actual=actual, message=f"{missing} missing, {extra} not from the source",
+                 differences=diffs, differences_total=missing + extra)
+
+    def _aggregates(self, t: _Table) -> None:
+        r, tg = sql.Identifier(t.resolved), self.target(t.name)
+        exprs: list[tuple[str, str, sql.Composable]] = []
+        for c in t.columns:
+            ty = t.types[c]
+            ident = sql.Identifier(c)
+            exprs.append(("nulls", c, sql.SQL("count({})").format(ident)))
+            if ty.array:
+                continue
+            if ty.base in NUMERIC:
+                for f in ("min", "max", "sum"):
+                    exprs.append((f, c, sql.SQL(f + "({})").format(ident)))
+            elif ty.base in POINTS_IN_TIME:
+                for f in ("min", "max"):
+                    exprs.append((f, c, sql.SQL(f + "({})").format(ident)))
+            elif ty.base in TEXTS:
+                exprs.append(("length", c, sql.SQL("sum(length({}))").format(ident)))
+        if not exprs:
+            return
+        select = sql.SQL(", ").join(x for _, _, x in exprs)
+        want = self.conn.execute(sql.SQL("SELECT {} FROM {}").format(select, r)).fetchone()
+        have = self.conn.execute(sql.SQL("SELECT {} FROM {}").format(select, tg)).fetchone()
+        assert want is not None and have is not None
+        nulls: list[Difference] = []
+        aggs: list[Difference] = []
+        for (kind, c, _), w, h in zip(exprs, want, have, strict=True):
+            if w == h or (isinstance(w, float) and isinstance(h, float) and _close(w, h)):
+                continue
+            if kind == "nulls":
+                nulls.append(Difference(None, c, w, h, "non-null values: source vs target"))
+            else:
+                aggs.append(Difference(None, c, str(w), str(h), f"{kind} differs"))
+        self.add("nulls", "non-null values per column", t.name, FAIL if nulls else PASS,
+                 expected=None, actual=None, differences=nulls, differences_total=len(nulls),
+                 message="nothing turned into NULL" if not nulls else
+                 f"{len(nulls)} column(s) differ in non-null values")
+        self.add("aggregates", "min / max / sum / length per column", t.name,
+                 FAIL if aggs else PASS, differences=aggs, differences_total=len(aggs),
+                 message="all agree" if not aggs else f"{len(aggs)} aggregate(s) differ")
+
+    # ------------------------------------------------------------------ integrity
+
+    def integrity(self) -> None:
+        from docshift.target.ddl import constraints
+
+        existing = self.m.target.mode == "existing"
+        for name in self.m.tables_in_load_order():
+            t = self.tables[name]
+            if not t.present:
+                continue
+            spec = self.m.tables[name]
+            tg = self.target(name)
+            for c in t.columns:
+                col = spec.column(c)
+                if not col.references:
+                    continue
+                ptable, pcol = resolve_reference(self.m, col.references)
+                policy = col.on_orphan or self.m.options.on_orphan
+                cond = sql.SQL("t.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p} p WHERE "
+                               "p.{pc} = t.{c})").format(c=sql.Identifier(c),
+                                                        p=self.target(ptable),
+                                                        pc=sql.Identifier(pcol))
+                n = self.one(sql.SQL("SELECT count(*) FROM {} t WHERE ").format(tg) + cond)
+                sample = self.rows(sql.SQL("SELECT t.{c}::text FROM {tg} t WHERE {cond} "
+                                           "LIMIT {cap}").format(
+                    c=sql.Identifier(c), tg=tg, cond=cond, cap=sql.Literal(self.cap)))
+                status = PASS if not n else WARN if policy == "keep" else FAIL
+                self.add("integrity", f"orphans of {c} → {ptable}.{pcol}", name, status,
+                         expected=0, actual=n, message=f"{n} orphan reference(s)"
+                         + (" (kept by on_orphan: keep)" if n and policy == "keep" else ""),
+                         differences=[Difference(None, c, None, v, "references no row")
+                                      for (v,) in sample], differences_total=n)
+            for key in spec.unique_keys():
+                idents = sql.SQL(", ").join(map(sql.Identifier, key))
+                nn = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(k))
+                                           for k in key)
+                dup = self.rows(sql.SQL(
+                    "SELECT concat_ws(', ', {k}), count(*) FROM {tg} WHERE {nn} GROUP BY {k} "
+                    "HAVING count(*) > 1 LIMIT {cap}").format(
+                    k=idents, tg=tg, nn=nn, cap=sql.Literal(self.cap)))
+                n = self.one(sql.SQL(
+                    "SELECT count(*) FROM (SELECT 1 FROM {tg} WHERE {nn} GROUP BY {k} "
+                    "HAVING count(*) > 1) x").format(k=idents, tg=tg, nn=nn))
+                self.add("integrity", f"duplicates of ({', '.join(key)})", name,
+                         FAIL if n else PASS, expected=0, actual=n,
+                         message=f"{n} duplicated key value(s)",
+                         differences=[Difference(None, ",".join(key), None, v,
+                                                 f"held by {cnt} rows") for v, cnt in dup],
+                         differences_total=n)
+            have = {r[0]: (r[1], r[2]) for r in self.rows(
+                "SELECT conname, contype::text, convalidated FROM pg_constraint "
+                "WHERE conrelid = to_regclass(%s)", (f'"{self.schema_name}"."{name}"',))}
+            if not existing:
+                missing, invalid = [], []
+                for con in constraints(self.m, name):
+                    if con.kind == "index":
+                        continue
+                    if con.name not in have:
+                        missing.append(Difference(None, ",".join(con.columns), con.name, None,
+                                                  f"{con.kind.replace('_', ' ')} is missing"))
+                    elif not have[con.name][1] and con.on_orphan != "keep":
+                        invalid.append(Difference(None, ",".join(con.columns), con.name,
+                                                  "NOT VALID", "constraint is not validated"))
+                probs = missing + invalid
+                self.add("integrity", "constraints present and validated", name,
+                         FAIL if probs else PASS, differences=probs,
+                         differences_total=len(probs),
+                         message="all present and validated" if not probs else
+                         f"{len(missing)} missing, {len(invalid)} not validated")
+            else:
+                invalid = [Difference(None, None, n, "NOT VALID", "constraint is not validated")
+                           for n, (_, ok) in have.items() if not ok]
+                self.add("integrity", "constraints validated", name,
+                         WARN if invalid else PASS, differences=invalid,
+                         differences_total=len(invalid))
+            self._fk_indexed(name, spec, existing)
+        self._removals()
+
+    def _removals(self) -> None:
+        """What ``docshift.removals`` claims must hold in the target: a dropped duplicate's
+        key is held by exactly one row, a nulled or dropped reference names no parent row."""
+        groups: dict[tuple[str, str, str], list[ledger.Removal]] = {}
+        for r in ledger.removals(self.conn, self.rep.environment["run_id"]):
+            if r.table in self.tables and self.tables[r.table].present and r.column:
+                groups.setdefault((r.table, r.kind, r.column), []).append(r)
+        for (table, kind, column), items in groups.items():
+            values = sorted({r.value for r in items if r.value is not None})
+            cols = column.split(",")
+            spec = self.m.tables[table]
+            if any(c not in spec.columns for c in cols):
+                continue
+            if kind == "duplicate_dropped":
+                parts = [sql.SQL("t.{}::text").format(sql.Identifier(c)) for c in cols]
+                text = parts[0] if len(parts) == 1 else sql.SQL(
+                    "'(' || concat_ws(', ', {}) || ')'").format(sql.SQL(", ").join(parts))
+                bad = self.rows(sql.SQL(
+                    "SELECT v.v, count(t.*) FROM unnest(%s::text[]) v(v) LEFT JOIN {tg} t "
+                    "ON {text} = v.v GROUP BY v.v HAVING count(t.*) <> 1").format(
+                    tg=self.target(table), text=text), (values,))
+                note = "the key of a dropped duplicate is not held by exactly one row"
+            elif kind in ("reference_nulled", "orphan_dropped") and len(cols) == 1:
+                ref = spec.column(cols[0]).references
+                if not ref:
+                    continue
+                ptable, pcol = resolve_reference(self.m, ref)
+                bad = self.rows(sql.SQL(
+                    "SELECT v.v, count(p.*) FROM unnest(%s::text[]) v(v) JOIN {p} p "
+                    "ON p.{pc}::text = v.v GROUP BY v.v").format(
+                    p=self.target(ptable), pc=sql.Identifier(pcol)), (values,))
+                note = "a reference recorded as an orphan names an existing row"
+            else:
+                continue
+            by_value = {r.value: r.source_key for r in items}
+            diffs = [Difference(by_value.get(v), column, v, f"{n} row(s)", note)
+                     for v, n in bad]
+            self.add("integrity", f"{kind.replace('_', ' ')} records hold", table,
+                     FAIL if diffs else PASS, expected=len(values),
+                     actual=len(values) - len(diffs), differences=diffs[:self.cap],
+                     differences_total=len(diffs),
+                     message=f"{len(items)} recorded, {len(diffs)} contradicted by the target")
+
+    def _fk_indexed(self, name: str, spec: Any, existing: bool) -> None:
+        fk_cols = [c for c in spec.columns if spec.column(c).references]
+        if not fk_cols:
+            return
+        leading = {r[0] for r in self.rows(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass(%s)",
+            (f'"{self.schema_name}"."{name}"',))}
+        unindexed = [Difference(None, c, "an index leading with it", None,
+                                "foreign-key column has no index")
+                     for c in fk_cols if c not in leading]
+        bad = FAIL if spec.index_foreign_keys and not existing else WARN
+        self.add("integrity", "foreign-key columns indexed", name,
+                 bad if unindexed else PASS, differences=unindexed,
+                 differences_total=len(unindexed))

@@ -1,0 +1,85 @@
+"""What the verifier reads of docshift's own state, in one place.
+
+The verifier never trusts the loader's counters or checkpoints. It reads the quarantine
+only to accept a document as quarantined (and then checks the document is absent from the
+target), and the removals only to explain a difference it then checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """One quarantine entry."""
+
+    streams: tuple[str, ...]
+    source_key: str | None
+    table: str | None
+    stage: str
+    field: str | None
+    error_class: str
+    message: str
+    whole_document: bool
+    """True when every row of the document was withheld; False for a row-level entry (an
+    older finalization removed only the offending row of ``table``)."""
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One row a policy removed or changed without quarantining a document."""
+
+    table: str
+    kind: str
+    source_key: str | None
+    column: str | None
+    value: str | None
+
+
+def _has(conn: psycopg.Connection, relation: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
+    return bool(row and row[0])
+
+
+def latest_run_id(conn: psycopg.Connection) -> int | None:
+    """The most recent run in the target, or None when docshift never loaded it."""
+    if not _has(conn, "docshift.runs"):
+        return None
+    row = conn.execute("SELECT max(run_id) FROM docshift.runs").fetchone()
+    return row[0] if row else None
+
+
+def run_status(conn: psycopg.Connection, run_id: int) -> str:
+    row = conn.execute("SELECT status FROM docshift.runs WHERE run_id = %s",
+                       (run_id,)).fetchone()
+    return row[0] if row else "unknown"
+
+
+def quarantined(conn: psycopg.Connection, run_id: int) -> list[Quarantined]:
+    """Every quarantine entry of the run."""
+    has_doc = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = "
+        "'docshift' AND table_name = 'rejects' AND column_name = 'doc_id')").fetchone()
+    doc_col = "doc_id IS NOT NULL" if has_doc and has_doc[0] else "false"
+    out = []
+    for src, key, table, stage, fld, ec, msg, has_id in conn.execute(
+            f"SELECT source, source_key, table_name, stage, field, error_class, message, "
+            f"{doc_col} FROM docshift.rejects WHERE run_id = %s ORDER BY id", (run_id,)):
+        # an entry made while loading withholds the whole document; one made at
+        # finalization does when it names the document by number
+        whole = stage != "finalize" or bool(has_id)
+        out.append(Quarantined(tuple((src or "").split(",")), key, table, stage, fld, ec,
+                               msg, whole))
+    return out
+
+
+def removals(conn: psycopg.Connection, run_id: int) -> list[Removal]:
+    """Rows removed or changed by a policy (empty when the state has no such table)."""
+    if not _has(conn, "docshift.removals"):
+        return []
+    return [Removal(*r) for r in conn.execute(
+        "SELECT table_name, kind, source_key, column_name, value FROM docshift.removals "
+        "WHERE run_id = %s ORDER BY id", (run_id,))]
