@@ -143,11 +143,28 @@ def test_duplicate_collection_files(tmp_path: Path) -> None:
         MongodumpSource(tmp_path / "db")
 
 
-def test_bad_metadata_names_the_file(tmp_path: Path) -> None:
-    write_bson(tmp_path / "db" / "users.bson", [])
-    (tmp_path / "db" / "users.metadata.json").write_text("{not json")
-    with pytest.raises(SourceError, match=r"users\.metadata\.json"):
-        MongodumpSource(tmp_path / "db")
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '"just a string"'])
+def test_garbage_metadata_is_a_warning(tmp_path: Path, text: str) -> None:
+    write_bson(tmp_path / "db" / "users.bson", [{"_id": 1}])
+    (tmp_path / "db" / "users.metadata.json").write_text(text)
+    source = MongodumpSource(tmp_path / "db")
+    assert source.metadata("users") is None
+    assert [d.key for d in source.stream("users").read()] == ["1"]
+    (warning,) = source.warnings
+    assert "users.metadata.json" in warning and "ignored" in warning
+
+
+def test_garbage_gzipped_metadata_is_a_warning(tmp_path: Path) -> None:
+    write_bson(tmp_path / "db" / "users.bson.gz", [{"_id": 1}])
+    (tmp_path / "db" / "users.metadata.json.gz").write_bytes(b"not gzip")
+    source = MongodumpSource(tmp_path / "db")
+    assert source.stream_names() == ["users"]
+    assert source.stream("users").estimate_count() is None
+    assert len(source.warnings) == 1 and "users.metadata.json.gz" in source.warnings[0]
+
+
+def test_warnings_are_empty_for_a_sound_dump(dump: Path) -> None:
+    assert MongodumpSource(dump).warnings == []
 
 
 # -- decoding --------------------------------------------------------------------------------
@@ -264,39 +281,42 @@ def test_undecodable_document_is_yielded_and_reading_continues(tmp_path: Path, f
     unreadable = docs[1].doc
     assert isinstance(unreadable, UnreadableDocument)
     assert file in unreadable.reason and "byte offset 14" in unreadable.reason
-    assert unreadable.raw == bad.hex()
+    assert unreadable.raw == bad
+    assert (unreadable.offset, unreadable.length) == (14, len(bad))
     assert docs[2].doc == {"_id": 3}
 
 
-def test_unreadable_raw_text_is_truncated(tmp_path: Path) -> None:
+def test_unreadable_raw_bytes_are_kept_in_full(tmp_path: Path) -> None:
     bad = corrupt({"_id": "k", "blob": "y" * 20_000, "z": 1}, b"z")
     write_bson(tmp_path / "db" / "c.bson", [bad])
     (doc,) = read_all(MongodumpSource(tmp_path / "db"), "c")
     assert doc.key == "k"
     assert isinstance(doc.doc, UnreadableDocument)
-    assert len(doc.doc.raw) <= 10_000
+    assert doc.doc.raw == bad
 
 
 @pytest.mark.parametrize("file", ["c.bson", "c.bson.gz"])
-def test_truncated_tail_raises_after_the_complete_documents(tmp_path: Path, file: str) -> None:
+def test_truncated_tail_is_unreadable_after_the_complete_documents(tmp_path: Path,
+                                                                   file: str) -> None:
     full = bson.encode({"_id": 2, "s": "abcdef"})
     write_bson(tmp_path / "db" / file, [{"_id": 1}], raw=full[:-4])
-    stream = MongodumpSource(tmp_path / "db").stream("c")
-    seen = []
-    with pytest.raises(SourceError) as info:
-        for d in stream.read():
-            seen.append(d.key)
-    assert seen == ["1"]
-    assert file in str(info.value) and "truncated at byte offset 14" in str(info.value)
+    docs = read_all(MongodumpSource(tmp_path / "db"), "c")
+    assert [d.key for d in docs] == ["1", f"{file}@14"]
+    tail = docs[1].doc
+    assert isinstance(tail, UnreadableDocument) and tail.raw == full[:-4]
+    assert file in tail.reason and "byte offset 14" in tail.reason
 
 
 @pytest.mark.parametrize("length", [0, 4, 64 * 1024 * 1024])
-def test_impossible_length_raises(tmp_path: Path, length: int) -> None:
-    write_bson(tmp_path / "db" / "c.bson", [{"_id": 1}], raw=struct.pack("<i", length) + b"\0" * 8)
+def test_impossible_length_is_an_unreadable_region(tmp_path: Path, length: int) -> None:
+    damage = struct.pack("<i", length) + b"\0" * 8
+    write_bson(tmp_path / "db" / "c.bson", [{"_id": 1}], raw=damage)
     stream = MongodumpSource(tmp_path / "db").stream("c")
-    message = rf"invalid BSON document length {length} at byte offset 14"
-    with pytest.raises(SourceError, match=message):
-        list(stream.read())
+    docs = list(stream.read())
+    assert docs[0].doc == {"_id": 1}
+    (tail,) = [d.doc for d in docs[1:]]
+    assert isinstance(tail, UnreadableDocument) and tail.raw == damage
+    assert f"invalid BSON document length {length} at byte offset 14" in tail.reason
     assert stream.estimate_count() is None
 
 

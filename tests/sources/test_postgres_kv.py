@@ -81,7 +81,8 @@ def test_text_values_with_one_bad_row(dsn: str, conn: psycopg.Connection) -> Non
     assert docs[0].doc == {"x": 1}
     bad = docs[1].doc
     assert isinstance(bad, UnreadableDocument)
-    assert bad.raw == '{"x": '
+    assert bad.raw == b'{"x": '
+    assert bad.length == 6 and bad.offset is None
     assert "legacy.store" in bad.reason and "'b'" in bad.reason
     assert docs[2].doc == [1, 2]
     assert docs[3].doc is None

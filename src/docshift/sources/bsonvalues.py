@@ -20,6 +20,8 @@ from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.errors import InvalidId
 from bson.json_util import JSONMode, JSONOptions
 
+from docshift.sources.base import key_text
+
 CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     document_class=dict,
     tz_aware=True,
@@ -49,9 +51,6 @@ RELAXED_JSON_OPTIONS = JSONOptions(
 )
 """Relaxed Extended JSON, for rendering ``_id`` values as human-readable keys."""
 
-RAW_LIMIT = 10_000
-"""How much of an unreadable document's raw text is kept (characters)."""
-
 _PARSERS = frozenset(json_util._PARSERS)  # the keys json_util recognises as type wrappers
 _U64_LIMIT = 2.0**64
 _I64_MIN = -(2.0**63)
@@ -61,9 +60,13 @@ _ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,3})?Z")
 
 
 def id_to_key(value: Any) -> str:
-    """Render an ``_id`` as text: ObjectId as hex, strings as is, others as relaxed EJSON."""
+    """Render an ``_id`` as text: ObjectId as hex, strings as is, others as relaxed EJSON.
+
+    A string holding NUL, undecodable bytes or lone surrogates is escaped
+    (:func:`~docshift.sources.base.key_text`), so that every key fits a PostgreSQL ``text``.
+    """
     if isinstance(value, str):
-        return value
+        return key_text(value)
     if isinstance(value, ObjectId):
         return str(value)
     return json_util.dumps(value, json_options=RELAXED_JSON_OPTIONS)
@@ -73,19 +76,7 @@ def document_key(doc: Any, stream: str, ordinal: int) -> str:
     """The key of a decoded document: its ``_id`` as text, else ``<stream>#<ordinal>``."""
     if isinstance(doc, dict) and "_id" in doc:
         return id_to_key(doc["_id"])
-    return f"{stream}#{ordinal}"
-
-
-def truncate_raw(text: str) -> str:
-    """Cut raw text of an unreadable document down to :data:`RAW_LIMIT` characters."""
-    if len(text) <= RAW_LIMIT:
-        return text
-    return text[: RAW_LIMIT - 1] + "…"
-
-
-def raw_text(data: bytes) -> str:
-    """Bytes of a bad JSON document as text, invalid UTF-8 shown as ``\\xNN`` escapes."""
-    return truncate_raw(data[: RAW_LIMIT * 4].decode("utf-8", "backslashreplace"))
+    return key_text(f"{stream}#{ordinal}")
 
 
 def _wrapper(value: dict[str, Any]) -> Any:

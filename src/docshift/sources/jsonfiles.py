@@ -24,8 +24,8 @@ from typing import IO, Any
 from bson.errors import BSONError
 
 from docshift.errors import SourceError
-from docshift.sources.base import SourceDocument, UnreadableDocument
-from docshift.sources.bsonvalues import ejson_loads, id_to_key, raw_text
+from docshift.sources.base import SourceDocument, UnreadableDocument, file_fingerprint, key_text
+from docshift.sources.bsonvalues import ejson_loads, id_to_key
 
 SUFFIXES = (".json", ".jsonl", ".ndjson")
 """File name endings read as JSON streams (each optionally followed by ``.gz``)."""
@@ -73,7 +73,7 @@ def _raw_id_key(raw: bytes) -> str | None:
     if m is None:
         return None
     value = next(g for g in m.groups() if g is not None)
-    return value.decode("utf-8", "replace")
+    return key_text(value.decode("utf-8", "surrogateescape"))
 
 
 def _parse_problem(exc: Exception) -> str:
@@ -91,10 +91,22 @@ def _describe(value: Any) -> str:
 class JsonStream:
     """One JSON file: JSON Lines or a JSON array of documents."""
 
-    def __init__(self, name: str, path: Path) -> None:
+    def __init__(self, name: str, path: Path, warnings: list[str] | None = None) -> None:
         self.name = name
         self.path = path
         self.compressed = path.name.endswith(".gz")
+        self.warnings = [] if warnings is None else warnings
+        """The source's warnings list (shared), to which this stream adds its own."""
+
+    def fingerprint(self, start: str | None, end: str | None) -> dict[str, Any]:
+        """Size, mtime and hashes of the bytes at the start of the file and before each
+        boundary of the unit ``(start, end]``. Positions of arrays are element indices and
+        ``.gz`` offsets are uncompressed ones: for those, the file's last bytes are hashed."""
+        if self.compressed or self.layout() != "lines":
+            return file_fingerprint(self.path, None)
+        size = self.path.stat().st_size
+        cuts = [int(p) for p in (start, end) if p is not None]
+        return file_fingerprint(self.path, cuts + ([size] if end is None else []))
 
     def _open(self) -> IO[bytes]:
         try:
@@ -254,6 +266,7 @@ class JsonStream:
         lineno = 0
         ordinal = 0
         for line in f:
+            line_start = offset
             offset += len(line)
             lineno += 1
             data = line.strip(_WHITESPACE)
@@ -273,15 +286,17 @@ class JsonStream:
                 else:
                     if base is None:
                         base = self._lines_before(start)
-                    key = f"{name}#{base[1] + ordinal}"
+                    key = key_text(f"{name}#{base[1] + ordinal}")
                 yield SourceDocument(key, doc, str(offset))
                 continue
             if base is None:
                 base = self._lines_before(start)
+            raw = line.rstrip(b"\r\n") if line.endswith(b"\n") else line
             yield SourceDocument(
-                key=_raw_id_key(data) or f"{name}#{base[1] + ordinal}",
+                key=_raw_id_key(data) or key_text(f"{name}#{base[1] + ordinal}"),
                 doc=UnreadableDocument(
-                    raw=raw_text(data), reason=f"{path}:{base[0] + lineno}: {problem}"
+                    raw=raw, reason=f"{path}:{base[0] + lineno}: {problem}",
+                    file=str(path), offset=line_start, length=len(raw),
                 ),
                 position=str(offset),
             )
@@ -320,12 +335,9 @@ class JsonStream:
                 if end < 0:
                     chunk = f.read(CHUNK_BYTES)
                     if not chunk:
-                        raise SourceError(
-                            f"{path}: the JSON array ends without its closing ']' at byte "
-                            f"{buf_offset + len(buf)}",
-                            hint="the file is truncated (documents before this point were "
-                            "read); re-export it",
-                        )
+                        yield from self._cut_off(buf, pos, buf_offset, index + 1, after,
+                                                 newlines)
+                        return
                     if newlines >= 0:
                         newlines += buf.count(b"\n", 0, pos)
                     buf_offset += pos
@@ -347,7 +359,8 @@ class JsonStream:
                 else:
                     problem = "empty element (stray comma)"
                 if problem is None:
-                    key = id_to_key(doc["_id"]) if "_id" in doc else f"{name}#{index + 1}"
+                    key = (id_to_key(doc["_id"]) if "_id" in doc
+                           else key_text(f"{name}#{index + 1}"))
                     yield SourceDocument(key, doc, str(index))
                 else:
                     if newlines < 0:
@@ -356,10 +369,11 @@ class JsonStream:
                     first = pos + len(segment) - len(segment.lstrip(_WHITESPACE))
                     lineno = newlines + buf.count(b"\n", 0, first) + 1
                     yield SourceDocument(
-                        key=_raw_id_key(data) or f"{name}#{index + 1}",
+                        key=_raw_id_key(data) or key_text(f"{name}#{index + 1}"),
                         doc=UnreadableDocument(
-                            raw=raw_text(data),
+                            raw=data,
                             reason=f"{path}:{lineno}: array element {index}: {problem}",
+                            file=str(path), offset=buf_offset + first, length=len(data),
                         ),
                         position=str(index),
                     )
@@ -371,6 +385,43 @@ class JsonStream:
                         str(after), f"is past the last element ({index}) of the JSON array"
                     )
                 return
+
+    def _cut_off(self, buf: bytes, pos: int, buf_offset: int, index: int, after: int,
+                 newlines: int) -> Iterator[SourceDocument]:
+        """The end of an array that stops before its closing ']': what is left of element
+        ``index`` (from ``buf[pos]``) is unreadable; with nothing left, only a warning."""
+        segment = buf[pos:]
+        data = segment.strip(_WHITESPACE)
+        end = buf_offset + len(buf)
+        if not data:
+            if after > index - 1:
+                raise self._bad_position(
+                    str(after), f"is past the last element ({index - 1}) of the JSON array")
+            warning = (f"{self.path}: the JSON array ends without its closing ']' at byte "
+                       f"{end:,}; the file may be cut short (every element before was read)")
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+            return
+        if after >= index:
+            if after > index:
+                raise self._bad_position(
+                    str(after), f"is past the last element ({index}) of the JSON array")
+            return
+        first = pos + len(segment) - len(segment.lstrip(_WHITESPACE))
+        if newlines < 0:
+            newlines = self._newlines_before(buf_offset)
+        lineno = newlines + buf.count(b"\n", 0, first) + 1
+        yield SourceDocument(
+            key=_raw_id_key(data) or key_text(f"{self.name}#{index + 1}"),
+            doc=UnreadableDocument(
+                raw=data,
+                reason=f"{self.path}:{lineno}: array element {index}: the JSON array ends "
+                f"without its closing ']' at byte {end}, inside this element (the file is "
+                "cut short)",
+                file=str(self.path), offset=buf_offset + first, length=len(data),
+            ),
+            position=str(index),
+        )
 
     def _scan_element(self, buf: bytes, pos: int, buf_offset: int) -> int:
         """Index of the ',' or ']' ending the element starting at ``pos``; -1 if ``buf`` ends
@@ -454,10 +505,12 @@ class JsonSource:
     def __init__(self, path: Path) -> None:
         path = Path(path)
         self.path = path
+        self.warnings: list[str] = []
+        """Problems worked around while reading (e.g. a cut-short array), one a line."""
         self._streams: dict[str, JsonStream] = {}
         if path.is_file():
             name = _stream_name(path.name) or path.name.removesuffix(".gz").rsplit(".", 1)[0]
-            self._streams[name] = JsonStream(name, path)
+            self._streams[name] = JsonStream(name, path, self.warnings)
             return
         if not path.is_dir():
             raise SourceError(
@@ -478,7 +531,7 @@ class JsonSource:
                     f"would both be stream {name!r}",
                     hint="keep only one of them, or move one to another folder",
                 )
-            self._streams[name] = JsonStream(name, entry)
+            self._streams[name] = JsonStream(name, entry, self.warnings)
         if not self._streams:
             raise SourceError(
                 f"no .json, .jsonl or .ndjson files (optionally .gz) in {path}",

@@ -28,6 +28,7 @@ from bson.errors import BSONError
 from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
+from docshift.dsn import mask, scrub
 from docshift.errors import SourceError
 from docshift.sources.base import SourceDocument
 from docshift.sources.bsonvalues import (
@@ -148,9 +149,27 @@ class MongoStream:
             ) from exc
         return last
 
+    def fingerprint(self, start: str | None, end: str | None) -> dict[str, Any]:
+        """Whether the unit's boundary ``_id``s still exist and which ``_id`` comes first after
+        ``start``. Inserts elsewhere (and the estimated count) play no part."""
+        facts: dict[str, Any] = {"source": self._where(), "start": start, "end": end}
+        for name, bound in (("start_exists", start), ("end_exists", end)):
+            if bound is not None:
+                _id = self._parse_position(bound)
+                try:
+                    found = self._collection.find_one({"_id": _id}, {"_id": 1})
+                except PyMongoError as exc:
+                    raise self._source.error(f"cannot read {self._where()}", exc) from exc
+                facts[name] = found is not None
+        first = next(self._read(start, 1), None)
+        facts["first_after_start"] = None if first is None else first.position
+        return facts
+
     def read(self, after: str | None = None) -> Iterator[SourceDocument]:
         """Yield the collection's documents in ``_id`` order, after the ``_id`` ``after``."""
-        page_size = self._source.page_size
+        return self._read(after, self._source.page_size)
+
+    def _read(self, after: str | None, page_size: int) -> Iterator[SourceDocument]:
         if after is None:
             bracket = 0
             last: Any = None
@@ -212,22 +231,27 @@ class MongoSource:
             raise ValueError("page_size must be at least 1")
         self.page_size = page_size
         self._owns_client = client is None
+        self._uri = uri
         if client is None:
             try:
                 client = pymongo.MongoClient(uri, **_client_options(uri))
             except (PyMongoError, ValueError, TypeError) as exc:
                 raise SourceError(
-                    f"cannot use MongoDB URI for database {database!r}: {exc}",
-                    hint="check the --mongo-uri value (mongodb://user:password@host/…)",
-                ) from exc
+                    f"cannot use the MongoDB URI {mask(uri)} for database {database!r}: "
+                    f"{scrub(str(exc), uri)}",
+                    hint="check the source's uri in the mapping (mongodb://user:password@host/…,"
+                    " with @ : / % in the user name or password percent-encoded)",
+                ) from None
         self.client = client
         self.database = client[database]
+        self.warnings: list[str] = []
+        """Problems worked around while reading; none arise for a live server today."""
         self._names: list[str] | None = None
 
     def error(self, what: str, exc: Exception) -> SourceError:
         """A SourceError for a failed server call."""
         return SourceError(
-            f"{what}: {exc}",
+            f"{what}: {scrub(str(exc), self._uri)}",
             hint="check that the server is reachable and that the user may read the database "
             f"{self.database.name!r}",
         )

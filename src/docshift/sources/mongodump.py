@@ -4,13 +4,22 @@ A BSON file is a plain concatenation of documents, each starting with its own le
 little endian). The reader streams it in large chunks and decodes one document at a time, so
 memory stays bounded whatever the file size. A document's position is the byte offset just
 after it in the uncompressed stream; resuming seeks there.
+
+Damage never ends the stream. A length prefix that cannot be right, a document that does not
+end where its length says, or a file (or gzip stream) that ends inside a document starts a
+*damaged region*: the reader looks for the next offset where a plausible document starts
+(a sound length, a terminating 0 byte, a successful decode, and a sound length right after
+it) and yields the bytes in between as one :class:`UnreadableDocument`, whose position is
+that offset. Without such a start the region runs to the end of the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote
@@ -19,20 +28,19 @@ import bson
 from bson.errors import BSONError
 
 from docshift.errors import SourceError
-from docshift.sources.base import SourceDocument, UnreadableDocument
-from docshift.sources.bsonvalues import (
-    CODEC_OPTIONS,
-    RAW_LIMIT,
-    document_key,
-    ejson_loads,
-    id_to_key,
-    truncate_raw,
-)
+from docshift.sources.base import SourceDocument, UnreadableDocument, file_fingerprint, key_text
+from docshift.sources.bsonvalues import CODEC_OPTIONS, document_key, ejson_loads, id_to_key
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024 + 16 * 1024
 """Largest BSON document length accepted: MongoDB's 16 MiB limit plus its internal slack."""
 
+MAX_REGION_BYTES = MAX_DOCUMENT_BYTES
+"""Longest damaged region yielded as one unreadable entry; longer damage gives several."""
+
 CHUNK_BYTES = 1024 * 1024
+# Where a document may start: a length below 2**25 (its fourth byte 0 or 1) followed by an
+# element type byte, or the 0 that ends an empty document. A lookahead, to find overlaps.
+_CANDIDATE = re.compile(rb"(?=...[\x00\x01][\x00-\x13\x7f\xff])", re.DOTALL)
 _INT32 = struct.Struct("<i")
 _BSON_SUFFIXES = (".bson.gz", ".bson")
 _METADATA_SUFFIXES = (".metadata.json.gz", ".metadata.json")
@@ -78,7 +86,7 @@ def _raw_id_key(data: bytes) -> str | None:
         if kind == 0x02:
             (size,) = _INT32.unpack_from(data, 9)
             if 0 < size <= len(data) - 13:
-                return data[13 : 13 + size - 1].decode("utf-8", "replace")
+                return key_text(data[13 : 13 + size - 1].decode("utf-8", "surrogateescape"))
             return None
         if kind in (0x10, 0x12):
             fmt = "<i" if kind == 0x10 else "<q"
@@ -91,10 +99,13 @@ def _raw_id_key(data: bytes) -> str | None:
 class MongodumpStream:
     """One collection of a dump: a ``.bson`` or ``.bson.gz`` file."""
 
-    def __init__(self, name: str, path: Path, metadata_path: Path | None = None) -> None:
+    def __init__(self, name: str, path: Path, metadata_path: Path | None = None,
+                 warnings: list[str] | None = None) -> None:
         self.name = name
         self.path = path
         self.metadata_path = metadata_path
+        self.warnings = [] if warnings is None else warnings
+        """The source's warnings list (shared), to which this stream adds its own."""
         self.compressed = path.name.endswith(".gz")
         self._count: int | None = None
         self._range_counts: dict[tuple[str | None, str | None], int] = {}
@@ -102,9 +113,14 @@ class MongodumpStream:
         self._metadata_loaded = False
 
     def metadata(self) -> dict[str, Any] | None:
-        """The parsed ``.metadata.json`` (indexes, options), or None if the dump has none."""
+        """The parsed ``.metadata.json`` (indexes, options), or None if the dump has none.
+
+        A metadata file that cannot be read or parsed is ignored with a warning: the
+        collection's documents do not depend on it.
+        """
         if not self._metadata_loaded:
-            self._metadata = _load_metadata(self.metadata_path) if self.metadata_path else None
+            if self.metadata_path:
+                self._metadata = _load_metadata(self.metadata_path, self._warn)
             self._metadata_loaded = True
         return self._metadata
 
@@ -119,11 +135,21 @@ class MongodumpStream:
         return self._count
 
     def _count_documents(self, until: int | None) -> int | None:
-        """Documents before byte offset ``until`` (all when None); None if the file is corrupt."""
+        """Documents before byte offset ``until`` (all when None); None if the file is
+        damaged before it (reading then yields damaged regions, which only it can tell)."""
         if self.compressed:
             # gzip cannot jump; read through instead, which is what a seek would do anyway.
             with _open(self.path) as f:
-                return _count_by_reading(f, until)
+                try:
+                    return _count_by_reading(f, until)
+                except EOFError:
+                    return None  # cut short
+        hop = self._hop(until)
+        return None if hop is None else hop[0]
+
+    def _hop(self, until: int | None) -> tuple[int, int] | None:
+        """(documents, offset reached) hopping over length headers up to ``until``: the
+        offset is the first document end at or after it. None if the framing is damaged."""
         try:
             size = self.path.stat().st_size
             f = open(self.path, "rb", buffering=64 * 1024)  # noqa: SIM115
@@ -133,15 +159,23 @@ class MongodumpStream:
             end = size if until is None else min(until, size)
             count = 0
             pos = 0
-            while pos + 4 <= end:
-                # Seeking inside the read buffer costs no system call.
-                f.seek(pos)
-                (length,) = _INT32.unpack(f.read(4))
+            head = f.read(4)
+            while pos < end:
+                if len(head) < 4:
+                    return None
+                (length,) = _INT32.unpack(head)
                 if length < 5 or length > MAX_DOCUMENT_BYTES or pos + length > size:
                     return None
+                # Seeking inside the read buffer costs no system call. Read the document's
+                # last byte (which must be 0, as reading checks) and the next header at once.
+                f.seek(pos + length - 1)
+                tail = f.read(5)
+                if tail[:1] != b"\0":
+                    return None
+                head = tail[1:]
                 pos += length
                 count += 1
-        return count
+        return count, pos
 
     def split(self, parts: int) -> list[str]:
         """Positions cutting the file into ``parts`` ranges of about equal size.
@@ -159,11 +193,16 @@ class MongodumpStream:
         n = 0
         with open(self.path, "rb", buffering=64 * 1024) as f:
             pos = 0
-            while pos + 4 <= size:
-                f.seek(pos)
-                (length,) = _INT32.unpack(f.read(4))
-                if length < 5 or length > MAX_DOCUMENT_BYTES:
-                    return []  # corrupt: reading will report it; do not split
+            head = f.read(4)
+            while pos < size:
+                (length,) = _INT32.unpack(head) if len(head) == 4 else (0,)
+                if length < 5 or length > MAX_DOCUMENT_BYTES or pos + length > size:
+                    return []  # damaged: one unit, which yields the damaged regions
+                f.seek(pos + length - 1)
+                tail = f.read(5)
+                if tail[:1] != b"\0":
+                    return []
+                head = tail[1:]
                 pos += length
                 n += 1
                 if targets and pos >= targets[0] and pos < size:
@@ -190,6 +229,19 @@ class MongodumpStream:
         before = self._count_documents(int(start)) if start else 0
         return None if upto is None or before is None else upto - before
 
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def fingerprint(self, start: str | None, end: str | None) -> dict[str, Any]:
+        """Size, mtime and hashes of the bytes at the start of the file and before each
+        boundary of the unit ``(start, end]`` (for ``.bson.gz``: the file's last bytes)."""
+        if self.compressed:
+            return file_fingerprint(self.path, None)
+        size = self.path.stat().st_size
+        cuts = [int(p) for p in (start, end) if p is not None]
+        return file_fingerprint(self.path, cuts + ([size] if end is None else []))
+
     def read(self, after: str | None = None) -> Iterator[SourceDocument]:
         """Yield the documents in file order, starting after byte offset ``after``."""
         offset = _parse_offset(self.path, after)
@@ -200,15 +252,15 @@ class MongodumpStream:
             except (OSError, EOFError) as exc:
                 raise SourceError(
                     f"cannot read {self.path}: {exc}",
-                    hint="the file is damaged (for .bson.gz: not gzip, or cut short); "
-                    "re-create the dump",
+                    hint="the file is damaged (for .bson.gz: not gzip); re-create the dump",
                 ) from exc
 
     def _seek(self, f: IO[bytes], offset: int) -> None:
         if offset == 0:
             return
         if self.compressed:
-            f.seek(offset)
+            with contextlib.suppress(EOFError):  # the gzip stream is cut short before it
+                f.seek(offset)
             reached = f.tell()
         else:
             reached = min(offset, self.path.stat().st_size)
@@ -220,83 +272,230 @@ class MongodumpStream:
                 hint="the file changed since the checkpoint was written; reset the checkpoint",
             )
 
+    def _not_a_position(self, offset: int) -> SourceError:
+        return SourceError(
+            f"{self.path}: resume position {offset} is not the position of a document in "
+            "this file",
+            hint="the file changed since the checkpoint was written; run again with --restart",
+        )
+
     def _read_from(self, f: IO[bytes], offset: int) -> Iterator[SourceDocument]:
         name = self.name
+        file = self.path.name
         decode = bson.decode
-        unpack_from = _INT32.unpack_from
         opts = CODEC_OPTIONS
         # Ordinals only matter for documents without _id; after a resume the count of the
-        # documents before `offset` is computed lazily, the first time one is needed.
+        # entries before `offset` is computed lazily, the first time one is needed.
         ordinal_base: int | None = 0 if offset == 0 else None
         ordinal = 0
+
+        def before() -> int:
+            nonlocal ordinal_base
+            if ordinal_base is None:
+                ordinal_base = self._entries_before(offset)
+                if ordinal_base is None:
+                    raise self._not_a_position(offset)
+            return ordinal_base
+
+        for start, data, problem in self._segments(f, offset):
+            ordinal += 1
+            position = str(start + len(data))
+            if problem is not None:
+                if ordinal == 1:
+                    before()  # damage right at a resume point: is it a real position?
+                yield SourceDocument(
+                    key=key_text(f"{file}@{start}"),
+                    doc=UnreadableDocument(
+                        raw=data, reason=f"{self.path}: {problem}", file=str(self.path),
+                        offset=start, length=len(data),
+                    ),
+                    position=position,
+                )
+                continue
+            try:
+                doc = decode(data, opts)
+            except _DECODE_ERRORS as exc:
+                key = _raw_id_key(data)
+                if key is None or ordinal == 1:
+                    n = before() + ordinal
+                    key = key or key_text(f"{name}#{n}")
+                yield SourceDocument(
+                    key=key,
+                    doc=UnreadableDocument(
+                        raw=data,
+                        reason=f"{self.path}: the {len(data)}-byte document at byte offset "
+                        f"{start} is not valid BSON: {exc}",
+                        file=str(self.path), offset=start, length=len(data),
+                    ),
+                    position=position,
+                )
+            else:
+                if "_id" in doc:
+                    key = id_to_key(doc["_id"])
+                else:
+                    key = document_key(doc, name, before() + ordinal)
+                yield SourceDocument(key, doc, position)
+
+    def _entries_before(self, offset: int) -> int | None:
+        """How many entries (documents and damaged regions) end at or before ``offset``;
+        None if no entry ends exactly there (not a position of this file)."""
+        if not self.compressed:
+            hop = self._hop(offset)
+            if hop is not None:  # sound up to there: headers alone tell
+                return hop[0] if hop[1] == offset else None
+        count = 0
+        with _open(self.path) as f:
+            for start, data, _ in self._segments(f, 0):
+                end = start + len(data)
+                if end > offset:
+                    return None
+                count += 1
+                if end == offset:
+                    return count
+        return 0 if offset == 0 else None
+
+    def _segments(self, f: IO[bytes], offset: int) -> Iterator[tuple[int, bytes, str | None]]:
+        """``(offset, bytes, problem)`` of each document (problem None) or damaged region,
+        in file order, starting at ``offset`` (where ``f`` stands)."""
+        # gzip: read1 hands over what decompresses before a cut-short stream fails, where
+        # read would drop the whole last chunk.
+        read = f.read1 if self.compressed else f.read  # type: ignore[attr-defined]
+        cut = False
+
+        def chunk_of(size: int) -> bytes:
+            nonlocal cut
+            if cut:
+                return b""
+            try:
+                return read(size)
+            except EOFError:
+                cut = True
+                return b""
+
+        unpack_from = _INT32.unpack_from
         buf = b""
         base = offset  # file offset of buf[0]
         pos = 0
-        need = CHUNK_BYTES
+        eof = False
         while True:
-            chunk = f.read(need)
-            if not chunk:
-                if pos < len(buf):
-                    self._truncated(base + pos, buf[pos:])
-                return
-            buf = buf[pos:] + chunk if pos < len(buf) else chunk
-            base += pos
-            pos = 0
             n = len(buf)
-            need = CHUNK_BYTES
+            problem = None
+            length = 0
             while pos + 4 <= n:
                 (length,) = unpack_from(buf, pos)
                 if length < 5 or length > MAX_DOCUMENT_BYTES:
-                    raise SourceError(
-                        f"{self.path}: invalid BSON document length {length} at byte offset "
-                        f"{base + pos}; the file is corrupt or not a mongodump .bson file",
-                        hint="documents before this offset were read; repair or re-create "
-                        "the dump to read the rest",
-                    )
-                end = pos + length
-                if end > n:
-                    need = max(CHUNK_BYTES, end - n)
+                    problem = f"invalid BSON document length {length} at byte offset {base + pos}"
                     break
-                ordinal += 1
-                data = buf[pos:end]
-                position = str(base + end)
-                try:
-                    doc = decode(data, opts)
-                except _DECODE_ERRORS as exc:
-                    if ordinal_base is None:
-                        ordinal_base = self._count_documents(offset) or 0
-                    key = _raw_id_key(data) or f"{name}#{ordinal_base + ordinal}"
-                    yield SourceDocument(
-                        key=key,
-                        doc=UnreadableDocument(
-                            raw=truncate_raw(data[: RAW_LIMIT // 2 + 1].hex()),
-                            reason=f"{self.path}: the {length}-byte document at byte offset "
-                            f"{base + pos} is not valid BSON: {exc}",
-                        ),
-                        position=position,
-                    )
-                else:
-                    if "_id" in doc:
-                        key = id_to_key(doc["_id"])
-                    else:
-                        if ordinal_base is None:
-                            ordinal_base = self._count_documents(offset) or 0
-                        key = document_key(doc, name, ordinal_base + ordinal)
-                    yield SourceDocument(key, doc, position)
+                end = pos + length
+                if end + 4 > n and not (eof and end <= n):
+                    break  # the next length header is needed to vouch for this one
+                if buf[end - 1]:
+                    problem = (f"the {length}-byte document at byte offset {base + pos} does "
+                               "not end with a 0 byte (its length is wrong)")
+                    break
+                if end < n:
+                    following = unpack_from(buf, end)[0] if end + 4 <= n else 0
+                    if (following < 5 or following > MAX_DOCUMENT_BYTES) and not _decodes(
+                            buf[pos:end]):
+                        # Neither this document nor what follows makes sense: the length is
+                        # wrong, and the document's real end lies elsewhere.
+                        problem = (f"the {length}-byte document at byte offset {base + pos} "
+                                   "is not valid BSON and no document follows it (its length "
+                                   "is wrong)")
+                        break
+                yield base + pos, buf[pos:end], None
                 pos = end
+            if problem is None:
+                if not eof:
+                    need = CHUNK_BYTES if pos + 4 > n else max(CHUNK_BYTES, pos + length + 4 - n)
+                    chunk = chunk_of(need)
+                    if chunk:
+                        buf = buf[pos:] + chunk if pos < n else chunk
+                        base += pos
+                        pos = 0
+                    else:
+                        eof = True
+                    continue
+                if pos == n:
+                    if cut:
+                        self._warn(
+                            f"{self.path}: the compressed file is cut short after "
+                            f"{base + n:,} bytes of BSON; documents after that point are "
+                            "missing from the dump"
+                        )
+                    return
+                left = n - pos
+                problem = (f"{left} stray bytes at byte offset {base + pos}" if left < 4 else
+                           f"the document at byte offset {base + pos} declares {length} bytes "
+                           f"but only {left} are left")
+                if cut:
+                    problem = f"the compressed file is cut short: {problem}"
+            # A damaged region starts at pos: hold enough bytes to find where it ends.
+            window = MAX_REGION_BYTES + MAX_DOCUMENT_BYTES + 8
+            if not eof and n - pos < window:
+                parts = [buf[pos:]]
+                have = n - pos
+                while have < window:
+                    chunk = chunk_of(max(CHUNK_BYTES, window - have))
+                    if not chunk:
+                        eof = True
+                        break
+                    parts.append(chunk)
+                    have += len(chunk)
+                buf = b"".join(parts)
+                base += pos
+                pos = 0
+                n = len(buf)
+            end = _resync(buf, pos)
+            if end == n and eof:
+                tail = "the damaged region runs to the end of the file"
+            else:
+                tail = f"reading resumes at byte offset {base + end}"
+            yield base + pos, buf[pos:end], (
+                f"damaged region of {end - pos} bytes at byte offset {base + pos}: "
+                f"{problem}; {tail}")
+            pos = end
 
-    def _truncated(self, offset: int, tail: bytes) -> None:
-        if len(tail) < 4:
-            detail = f"{len(tail)} stray bytes"
-        else:
-            (length,) = _INT32.unpack_from(tail, 0)
-            detail = f"a document declaring {length} bytes but only {len(tail)} present"
-        raise SourceError(
-            f"{self.path}: truncated at byte offset {offset}: the file ends inside "
-            f"{detail}",
-            hint="the dump is incomplete (all documents before this offset were read); "
-            "re-run mongodump to get the rest",
-        )
+
+def _decodes(data: bytes) -> bool:
+    try:
+        bson.decode(data, CODEC_OPTIONS)
+    except _DECODE_ERRORS:
+        return False
+    return True
+
+
+def _plausible(buf: bytes, q: int) -> bool:
+    """Whether a sound document starts at ``buf[q]``, followed by a sound length or the end."""
+    n = len(buf)
+    if q + 4 > n:
+        return False
+    (length,) = _INT32.unpack_from(buf, q)
+    end = q + length
+    if length < 5 or length > MAX_DOCUMENT_BYTES or end > n or buf[end - 1]:
+        return False
+    if not _decodes(buf[q:end]):
+        return False
+    # Only bytes within MAX_DOCUMENT_BYTES + 4 of q decide, so that the answer is the same
+    # whichever offset reading started from.
+    if end + 4 <= n:
+        (following,) = _INT32.unpack_from(buf, end)
+        return 5 <= following <= MAX_DOCUMENT_BYTES
+    return end == n
+
+
+def _resync(buf: bytes, pos: int) -> int:
+    """Where the damaged region starting at ``buf[pos]`` ends: the next plausible document
+    start, else the end of the data (at most :data:`MAX_REGION_BYTES` on)."""
+    n = len(buf)
+    limit = min(n, pos + MAX_REGION_BYTES)
+    for m in _CANDIDATE.finditer(buf, pos + 1, min(n, limit + 5)):
+        q = m.start()
+        if q > limit:
+            break
+        if _plausible(buf, q):
+            return q
+    return limit
 
 
 def _count_by_reading(f: IO[bytes], until: int | None) -> int | None:
@@ -311,36 +510,37 @@ def _count_by_reading(f: IO[bytes], until: int | None) -> int | None:
             if length < 5 or length > MAX_DOCUMENT_BYTES:
                 return None
             if start + length <= len(buf):
+                if buf[start + length - 1]:
+                    return None
                 start += length
                 pos += length
                 count += 1
                 continue
         chunk = f.read(CHUNK_BYTES)
         if not chunk:
-            break
+            return count if start == len(buf) else None
         buf = buf[start:] + chunk
         start = 0
     return count
 
 
-def _load_metadata(path: Path) -> dict[str, Any] | None:
+def _load_metadata(path: Path, warn: Callable[[str], None]) -> dict[str, Any] | None:
+    """The metadata file's object; None (and a warning) when it is unreadable or not one."""
+    ignored = "ignored (the collection is read without it)"
     try:
         with _open(path) as f:
             data = f.read()
-    except (OSError, EOFError) as exc:
-        raise SourceError(f"cannot read {path}: {exc}") from exc
+    except (SourceError, OSError, EOFError) as exc:
+        warn(f"{path}: cannot be read ({exc}); {ignored}")
+        return None
     try:
         value = ejson_loads(data)
-    except (ValueError, TypeError, BSONError) as exc:
-        raise SourceError(
-            f"{path}: not valid Extended JSON ({exc})",
-            hint="the metadata file is corrupt; delete it to read the collection without it",
-        ) from exc
+    except (ValueError, TypeError, KeyError, OverflowError, BSONError, RecursionError) as exc:
+        warn(f"{path}: not valid Extended JSON ({exc}); {ignored}")
+        return None
     if not isinstance(value, dict):
-        raise SourceError(
-            f"{path}: expected a JSON object, found {type(value).__name__}",
-            hint="the metadata file is corrupt; delete it to read the collection without it",
-        )
+        warn(f"{path}: expected a JSON object, found {type(value).__name__}; {ignored}")
+        return None
     return value
 
 
@@ -388,6 +588,8 @@ class MongodumpSource:
                 hint="pass the mongodump output folder (e.g. dump/ or dump/<database>/)",
             )
         self.path = path
+        self.warnings: list[str] = []
+        """Problems worked around while reading (e.g. corrupt metadata files), one a line."""
         if path.is_file():
             stem = _strip(path.name, _BSON_SUFFIXES)
             if stem is None:
@@ -402,7 +604,7 @@ class MongodumpSource:
         self._streams: dict[str, MongodumpStream] = {}
         for stem, file in files.items():
             meta = self._metadata_path(stem)
-            stream = MongodumpStream(unquote(stem), file, meta)
+            stream = MongodumpStream(unquote(stem), file, meta, self.warnings)
             named = (stream.metadata() or {}).get("collectionName") if meta else None
             if isinstance(named, str) and named:
                 # mongodump shortens very long names in file names; metadata has the real one.

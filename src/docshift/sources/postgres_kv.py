@@ -18,9 +18,10 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_loads
 
+from docshift.dsn import mask, parse_dsn, scrub
 from docshift.errors import SourceError
 from docshift.sources.base import SourceDocument, UnreadableDocument
-from docshift.sources.bsonvalues import json_loads, truncate_raw
+from docshift.sources.bsonvalues import json_loads
 
 _JSON_TYPES = {"json", "jsonb"}
 _TEXT_TYPES = {"text", "varchar", "bpchar", "name", "citext"}
@@ -75,6 +76,14 @@ class KvStream:
             "HAVING count(*) > 1 LIMIT 3"
         ).format(key=key, table=table, order=order)
         self._count = sql.SQL("SELECT count(*) FROM {}").format(table)
+        if key_type.collatable:
+            equal = sql.SQL("{} = %(key)s").format(key)
+        else:
+            equal = sql.SQL("{} = CAST(%(key)s AS {})").format(key, sql.SQL(key_type.type))
+        self._exists = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(table, equal)
+        key_only = sql.SQL("SELECT {}::text FROM {} WHERE ").format(key, table)
+        self._first_key = key_only + sql.SQL("{} IS NOT NULL").format(key) + tail
+        self._next_key = key_only + after + tail
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
@@ -142,6 +151,32 @@ class KvStream:
                     bounds.append(row[0])
         return bounds
 
+    def fingerprint(self, start: str | None, end: str | None) -> dict[str, Any]:
+        """Whether the unit's boundary keys still exist and which key comes first after
+        ``start``. Rows elsewhere in the table (and the row estimate) play no part."""
+        with self.transaction() as cur:
+            facts: dict[str, Any] = {"source": self._source.where, "start": start, "end": end}
+            for name, bound in (("start_exists", start), ("end_exists", end)):
+                if bound is not None:
+                    self._run(cur, self._exists, {"key": bound})
+                    row = cur.fetchone()
+                    facts[name] = bool(row and row[0])
+            query = self._first_key if start is None else self._next_key
+            self._run(cur, query, {"after": start, "limit": 1})
+            row = cur.fetchone()
+            facts["first_after_start"] = None if row is None else row[0]
+        return facts
+
+    def _run(self, cur: psycopg.Cursor[Any], query: sql.Composed, params: dict[str, Any]) -> None:
+        try:
+            cur.execute(query, params)
+        except psycopg.DataError as exc:
+            raise SourceError(
+                f"{self._source.where}: position {next(iter(params.values()))!r} is not a "
+                f"valid {self._source.key_column!r} value ({exc})",
+                hint="the checkpoint belongs to another source; run again with --restart",
+            ) from exc
+
     def past(self, position: str, end: str) -> bool:
         """Whether key ``position`` sorts after key ``end`` (byte order, as COLLATE "C")."""
         return _utf8(position) > _utf8(end)
@@ -194,10 +229,12 @@ class KvStream:
                     try:
                         value = json_loads(value)
                     except (ValueError, RecursionError) as exc:
+                        raw = _utf8(value)
                         value = UnreadableDocument(
-                            raw=truncate_raw(value),
+                            raw=raw,
                             reason=f"{source.where}, key {key!r}: {source.value_column!r} is "
                             f"not valid JSON: {exc}",
+                            length=len(raw),
                         )
                 yield SourceDocument(key, value, key)
 
@@ -225,14 +262,26 @@ class KvSource:
         self.key_column = key_column
         self.value_column = value_column
         self.page_size = page_size
+        self.warnings: list[str] = []
+        """Problems worked around while reading; none arise for a table today."""
+        parse_dsn(dsn, what="the key-value source DSN", error=SourceError)
         try:
             self.conn: psycopg.Connection[Any] = psycopg.connect(dsn, autocommit=False)
         except psycopg.Error as exc:
             raise SourceError(
-                f"cannot connect to the key-value source database: {exc}".rstrip(),
+                f"cannot connect to the key-value source database {mask(dsn)}: "
+                f"{scrub(str(exc).strip(), dsn)}",
                 hint="check the source DSN (host, port, database, user, password)",
-            ) from exc
+            ) from None
         try:
+            if self.conn.info.encoding == "ascii":
+                # SQL_ASCII stores any bytes unchecked: keys and names would not be text.
+                raise SourceError(
+                    f"the key-value source database {self.conn.info.dbname!r} uses the "
+                    "SQL_ASCII encoding, so its text (keys, table names) is not reliably text",
+                    hint="copy the table into a database created with ENCODING 'UTF8' "
+                    "and read it from there",
+                )
             self.conn.read_only = True
             set_json_loads(json_loads, self.conn)
             self._describe(schema)
