@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,14 +16,19 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A docshift home of the test's own; its embedded server is stopped afterwards."""
+def home(monkeypatch: pytest.MonkeyPatch):
+    """A docshift home of the test's own; its embedded server is stopped afterwards.
+
+    Outside pytest's temporary tree, as in conftest.py: pytest resets the permissions of
+    that tree when another session starts, and the server runs as another user when root.
+    """
     from docshift.target.embedded import stop_server
 
-    h = tmp_path / "home"
+    h = Path(tempfile.mkdtemp(prefix="docshift-demo-home-"))
     monkeypatch.setenv("DOCSHIFT_HOME", str(h))
     yield h
     stop_server(h)
+    shutil.rmtree(h, ignore_errors=True)
 
 
 def test_demo_migrates_both_datasets_exactly_and_can_run_twice(home: Path) -> None:
