@@ -12,9 +12,10 @@ def test_all_names_exist_and_are_documented() -> None:
 
 def test_public_api_is_what_the_docs_promise() -> None:
     assert set(docshift.__all__) == {
-        "ConversionError", "DocshiftError", "Interrupted", "Mapping", "MappingError",
-        "RunAborted", "RunOptions", "RunResult", "SourceError", "TargetError", "__version__",
-        "generate_crm", "generate_kv", "load_mapping", "migrate", "parse_mapping",
+        "ConversionError", "DocshiftError", "Interrupted", "LeaseLost", "Mapping",
+        "MappingError", "RunAborted", "RunOptions", "RunResult", "SourceError", "TargetError",
+        "VerifyOptions", "VerifyReport", "__version__", "generate_crm", "generate_kv",
+        "load_mapping", "migrate", "parse_mapping", "rollback", "verify",
     }
 
 

@@ -2,14 +2,17 @@
 
 The library API mirrors the command line::
 
-    from docshift import load_mapping, migrate, RunOptions
+    from docshift import load_mapping, migrate, rollback, verify, RunOptions, VerifyOptions
     m = load_mapping("docshift.yaml")
     result = migrate(m, dsn, RunOptions(workers=2))
+    report = verify(m, dsn, VerifyOptions(full=True))
+    rollback(m, dsn)   # undo exactly what the migration loaded
 """
 
 from docshift.errors import (
     ConversionError,
     DocshiftError,
+    LeaseLost,
     MappingError,
     RunAborted,
     SourceError,
@@ -17,7 +20,9 @@ from docshift.errors import (
 )
 from docshift.generate import generate_crm, generate_kv
 from docshift.run.migrate import Interrupted, RunOptions, RunResult, migrate
+from docshift.run.rollback import rollback
 from docshift.spec import Mapping, load_mapping, parse_mapping
+from docshift.verify import VerifyOptions, VerifyReport, verify
 
 __version__ = "0.1.0"
 
@@ -25,6 +30,7 @@ __all__ = [
     "ConversionError",
     "DocshiftError",
     "Interrupted",
+    "LeaseLost",
     "Mapping",
     "MappingError",
     "RunAborted",
@@ -32,10 +38,14 @@ __all__ = [
     "RunResult",
     "SourceError",
     "TargetError",
+    "VerifyOptions",
+    "VerifyReport",
     "__version__",
     "generate_crm",
     "generate_kv",
     "load_mapping",
     "migrate",
     "parse_mapping",
+    "rollback",
+    "verify",
 ]
