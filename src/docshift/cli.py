@@ -22,9 +22,35 @@ from docshift.spec import Mapping, load_mapping
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUARANTINED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_enable=False,
-                  help="Move MongoDB or key-value data into normalized PostgreSQL, resumably.")
+HELP = """Move MongoDB or key-value data into normalized PostgreSQL, resumably.
+
+\b
+The loop: docshift init (a commented starter mapping file), docshift plan (check it, show
+the DDL), docshift run, docshift verify; docshift demo shows it all on generated data.
+Every command takes --help, with an example.
+"""
+
+EPILOG = """\b
+Mapping file (docshift.yaml, -c FILE on every command):
+  source:  kind (mongodb, mongodump, json, postgres_kv) and where to read (path, uri or
+           dsn, database, table)
+  target:  dsn (default: an embedded PostgreSQL under ./.docshift/), schema, mode
+           (create: docshift creates the tables; existing: it loads into yours)
+  tables:  per table its columns (path, type, nullable, default, map, references), its
+           feeds (from a collection or key patterns, unnest for child rows), keys, indexes
+  `docshift init` writes a commented starter; `docshift plan` names what is wrong.
+
+\b
+Exit codes:
+  0    success
+  1    failure (the run aborted, or verification found a problem)
+  2    usage or mapping-file error
+  3    the migration finished, but some documents were quarantined
+  130  interrupted: re-run the same command to resume
+"""
+
+app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False, help=HELP, epilog=EPILOG)
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -39,31 +65,115 @@ def main() -> None:
     app()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from docshift import __version__
+
+        typer.echo(f"docshift {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print docshift's version and exit.")] = False,
+) -> None:
+    """Move MongoDB or key-value data into normalized PostgreSQL, resumably."""
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Every library error becomes a message with a hint and the right exit code."""
+    """Every error becomes a message with a hint and the right exit code: no traceback for a
+    user's mistake or Ctrl+C, and no secret of any DSN the command was given, ever."""
+    from rich.markup import escape
+
+    from docshift.dsn import ENCODE_HINT, parse_dsn, scrub
     from docshift.run.migrate import Interrupted
+    from docshift.target.connect import DSN_ENV, UNREACHABLE_HINT
+
+    def given_dsns() -> list[str]:
+        """Every DSN this command may have used: its options, $DOCSHIFT_DSN, the mapping's."""
+        import os
+
+        found = [os.environ.get(DSN_ENV) or ""]
+        try:
+            from typer._click.globals import get_current_context
+        except ImportError:  # typer before 0.20 uses click itself
+            from click import get_current_context
+        ctx = get_current_context(silent=True)
+        params = dict(ctx.params) if ctx is not None else {}
+        found += [v for v in params.values() if isinstance(v, str) and ("://" in v or "=" in v)]
+        if isinstance(params.get("config"), Path):
+            try:
+                m = load_mapping(params["config"])
+            except Exception:  # noqa: BLE001 - the mapping's own error is being reported
+                pass
+            else:
+                found += [m.target.dsn or "", m.source.dsn or "", m.source.uri or ""]
+        return [d for d in found if d]
+
+    def fail(message: str, hint: str | None, code: int = EXIT_FAILED) -> typer.Exit:
+        dsns = given_dsns()
+        err.print(f"[red]error:[/] {escape(scrub(message, *dsns))}", highlight=False)
+        if hint:
+            err.print(f"hint: {escape(scrub(hint, *dsns))}", highlight=False)
+        return typer.Exit(code)
+
+    def unreachable_hint() -> str:
+        for d in given_dsns():
+            if d.startswith(("postgres://", "postgresql://")):
+                try:
+                    parse_dsn(d)
+                except DocshiftError:  # e.g. an '@' in the password split the URI elsewhere
+                    return ENCODE_HINT
+        return UNREACHABLE_HINT
 
     try:
         yield
+    except (typer.Exit, typer.Abort):
+        raise
     except MappingError as exc:
-        err.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False,
-                  soft_wrap=True)
-        if exc.hint:
-            err.print(f"hint: {exc.hint}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise fail(exc.message, exc.hint, EXIT_USAGE) from None
     except Interrupted as exc:
-        err.print(f"[yellow]{exc.message}[/]")
+        err.print(f"[yellow]{escape(scrub(exc.message, *given_dsns()))}[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted; re-run the same command to resume[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (RunAborted, DocshiftError) as exc:
-        err.print(f"[red]error:[/] {exc.message}", highlight=False)
-        if exc.hint:
-            err.print(f"hint: {exc.hint}", highlight=False)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise fail(exc.message, exc.hint) from None
     except psycopg.OperationalError as exc:
-        err.print(f"[red]error:[/] cannot reach the target database: {str(exc).strip()}")
-        err.print("hint: check the DSN; docshift resumes from its last checkpoint on re-run.")
-        raise typer.Exit(EXIT_FAILED) from None
+        raise fail(f"cannot reach the database: {str(exc).strip()}", unreachable_hint()
+                   ) from None
+    except psycopg.Error as exc:
+        if isinstance(exc, psycopg.ProgrammingError) and exc.sqlstate is None:
+            # raised by libpq before connecting: a DSN it cannot read
+            raise fail(f"cannot read the DSN: {str(exc).strip()}", ENCODE_HINT) from None
+        state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+        raise fail(f"the database reported: {str(exc).strip()}{state}",
+                   "Check the database and the user's privileges, then re-run.") from None
+    except Exception as exc:
+        from pymongo.errors import PyMongoError
+
+        try:
+            from typer._click import ClickException
+        except ImportError:  # typer before 0.20 uses click itself
+            from click import ClickException
+        if isinstance(exc, ClickException):
+            raise
+        if isinstance(exc, PyMongoError):
+            raise fail(f"MongoDB: {exc}", "Check the mongodb:// URI (host, port, user, "
+                       "password, options) and that the server is reachable.") from None
+        if isinstance(exc, ValueError):
+            raise fail(str(exc), None) from None
+        # A bug: show where it happened, without any secret the messages might quote.
+        import traceback
+
+        dsns = given_dsns()
+        lines = traceback.format_exception(exc)
+        err.print(escape(scrub("".join(lines), *dsns)), highlight=False, end="")
+        raise fail(f"unexpected {type(exc).__name__}: {exc}",
+                   "This is a bug in docshift; please report it with the lines above.") from None
 
 
 @contextmanager
@@ -91,22 +201,45 @@ def _mapping(config: Path) -> Mapping:
 
 
 def _connect(m: Mapping, dsn: str | None) -> tuple[str, psycopg.Connection]:
-    from docshift.target.connect import target_dsn
+    """The target DSN and an autocommit connection to it (errors never show the password)."""
+    from docshift.target.connect import connect, target_dsn
 
     d = target_dsn(m, dsn)
-    return d, psycopg.connect(d, autocommit=True)
+    return d, connect(d)
 
 
-@app.command()
-def plan(config: Config = DEFAULT_CONFIG) -> None:
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print only warnings, errors and "
+                                    "a one-line result.")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Also print every step (each "
+                                      "finalization step, each table --restart drops).")]
+
+
+def _quiet_or_verbose(quiet: bool, verbose: bool) -> None:
+    if quiet and verbose:
+        err.print("error: give --quiet or --verbose, not both", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+
+
+@app.command(epilog="Example: docshift plan -c docshift.yaml --json > plan.json")
+def plan(
+    config: Config = DEFAULT_CONFIG,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (load "
+                                          "order, tables, statements) for scripts.")] = False,
+) -> None:
     """Print the DDL and the load order. Writes nothing, connects to nothing."""
     from docshift.run.plan import render_plan
 
     with _errors():
-        typer.echo(render_plan(_mapping(config)), nl=False)
+        m = _mapping(config)
+        if as_json:
+            from docshift.report.plan import plan_json
+
+            typer.echo(json.dumps(plan_json(m), indent=2))
+            return
+        typer.echo(render_plan(m), nl=False)
 
 
-@app.command()
+@app.command(epilog="Example: docshift run -c docshift.yaml --workers 4 --summary run.json")
 def run(
     config: Config = DEFAULT_CONFIG,
     dsn: Dsn = None,
@@ -121,38 +254,55 @@ def run(
                                                    "more documents than this are quarantined."
                                                    )] = None,
     summary: Annotated[Path | None, typer.Option("--summary", help="Write the run summary "
-                                                 "as JSON here.")] = None,
+                                                 "as JSON here (also when the run was "
+                                                 "already complete).")] = None,
     split_min_docs: Annotated[int | None, typer.Option(
         "--split-min-docs", min=2, help="With several workers, split streams of at least this "
         "many documents into key ranges (default 50000).")] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    log_file: Annotated[Path | None, typer.Option("--log-file", help="Also write the plain, "
+                                                  "timestamped progress log here.")] = None,
 ) -> None:
     """Migrate (or resume migrating) the source into the target."""
-    from docshift.report.console import RichUI, print_findings, summary_table
+    from contextlib import ExitStack
+
+    from docshift.report.console import RichUI, print_findings, summary_line, summary_table
     from docshift.run.migrate import RunOptions, migrate
     from docshift.target.connect import redact, target_dsn
     from docshift.transform.rows import compile_streams
 
-    with _errors():
+    _quiet_or_verbose(quiet, verbose)
+    with _errors(), ExitStack() as stack:
         m = _mapping(config)
         if dry_run:
             _dry_run(m, dsn)
             return
         d = target_dsn(m, dsn)
-        console.print(f"{m.source.kind} → {redact(d)} (schema {m.target.schema_}, "
-                      f"{m.target.mode} mode)", highlight=False, markup=False)
+        log = stack.enter_context(log_file.open("a", encoding="utf-8")) if log_file else None
+        header = (f"{m.source.kind} → {redact(d)} (schema {m.target.schema_}, "
+                  f"{m.target.mode} mode)")
+        if not quiet:
+            console.print(header, highlight=False, markup=False)
+        if log is not None:
+            log.write(f"docshift run -c {config}: {header}\n")
         tables_of = {s: p.tables for s, p in compile_streams(m).items()}
         opts = RunOptions(workers=workers, batch_size=batch_size, restart=restart,
                           max_errors=max_errors, split_min_docs=split_min_docs)
-        with RichUI(console, tables_of) as ui, _ctrl_c_stops(ui) as stop:
+        with RichUI(console, tables_of, mapping=m, quiet=quiet, verbose=verbose,
+                    log=log) as ui, _ctrl_c_stops(ui) as stop:
             res = migrate(m, d, opts, ui, stop)
-        console.print(summary_table(res))
-        if res.already_complete:
-            console.print(f"Run {res.run_id} is already complete: nothing to do "
-                          "(use --restart to migrate again from scratch).")
-            return
-        print_findings(console, res)
         if summary:
             summary.write_text(json.dumps(res.as_json(), indent=2, default=str))
+        if log is not None:
+            log.write(summary_line(res) + "\n")
+        console.print(summary_line(res) if quiet else summary_table(res), highlight=False)
+        if res.already_complete:
+            if not quiet:
+                console.print(f"Run {res.run_id} is already complete: nothing to do "
+                              "(use --restart to migrate again from scratch).")
+            return
+        print_findings(console, res)
         if res.finalize and res.finalize.failures:
             raise typer.Exit(EXIT_FAILED)
         if res.quarantined:
@@ -187,32 +337,27 @@ def _dry_run(m: Mapping, dsn: str | None) -> None:
         raise typer.Exit(EXIT_QUARANTINED)
 
 
-@app.command()
-def status(config: Config = DEFAULT_CONFIG, dsn: Dsn = None) -> None:
-    """Show per-stream progress of the current or last run."""
+@app.command(short_help="Show whether the last run is running or interrupted, and what next.",
+             epilog="Example: docshift status -c docshift.yaml --json")
+def status(
+    config: Config = DEFAULT_CONFIG,
+    dsn: Dsn = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON for "
+                                          "scripts.")] = False,
+) -> None:
+    """Show whether the last run is running, interrupted or complete, and what to do next."""
+    from docshift.report.status import print_status
     from docshift.run.status import run_status
 
     with _errors():
         m = _mapping(config)
-        _, conn = _connect(m, dsn)
+        d, conn = _connect(m, dsn)
         with conn:
-            st = run_status(conn)
-        if st.run_id is None:
-            console.print("No run yet in this database. Start one with `docshift run`.")
+            st = run_status(conn, m, d)
+        if as_json:
+            typer.echo(json.dumps(st.as_json(), indent=2, default=str))
             return
-        finished = f", finished {st.finished_at:%H:%M:%S}" if st.finished_at else ""
-        console.print(f"Run {st.run_id}: [bold]{st.status}[/] "
-                      f"(started {st.started_at:%Y-%m-%d %H:%M:%S}{finished})")
-        t = Table()
-        for col in ("stream", "documents read", "of about", "quarantined", "done", "rows"):
-            t.add_column(col)
-        for s in st.streams or []:
-            t.add_row(s.stream, f"{s.docs_read:,}", f"{s.estimate:,}" if s.estimate else "?",
-                      str(s.rejected), "yes" if s.done else "no",
-                      ", ".join(f"{k}: {v:,}" for k, v in sorted(s.rows.items())))
-        console.print(t)
-        if st.status == "interrupted":
-            console.print("Re-run `docshift run` to resume from the last checkpoint.")
+        print_status(console, st)
 
 
 @app.command()
@@ -221,32 +366,53 @@ def rejects(
     dsn: Dsn = None,
     export: Annotated[Path | None, typer.Option("--export", help="Write every quarantined "
                                                 "document as JSON Lines here.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Also the rows a policy removed or "
+                                       "changed (keep_first, on_orphan: null / drop).")] = False,
 ) -> None:
     """List quarantined documents grouped by cause, or export them."""
-    from docshift.run.rejects import export_rejects, group_rejects
+    from docshift.run.rejects import export_rejects, group_rejects, group_removals
 
     with _errors():
         m = _mapping(config)
         _, conn = _connect(m, dsn)
         with conn:
             if export:
-                n = export_rejects(conn, export)
-                console.print(f"wrote {n:,} quarantined document(s) to {export}")
+                n = export_rejects(conn, export, removals=all_)
+                what = "line(s) (quarantined documents, then removals)" if all_ else \
+                    "quarantined document(s)"
+                console.print(f"wrote {n:,} {what} to {export}")
                 return
             groups = group_rejects(conn)
+            removed = group_removals(conn) if all_ else []
         if not groups:
             console.print("Nothing quarantined.")
-            return
-        total = sum(g.count for g in groups)
-        console.print(f"{total:,} quarantined document(s), by cause:")
-        for g in groups:
-            where = f"{g.table or g.source}.{g.field}" if g.field else (g.table or g.source)
-            console.print(f"  [bold]{g.count:>7,}[/]  {g.error_class:<18} {where}  "
-                          f"[dim](source {g.source}, e.g. key {g.example_key})[/]",
-                          highlight=False, soft_wrap=True)
-            console.print(f"           {g.example_message}", highlight=False, soft_wrap=True,
-                          markup=False)
-        console.print("Export them with `docshift rejects --export rejects.jsonl`.")
+        else:
+            total = sum(g.count for g in groups)
+            console.print(f"{total:,} quarantined document(s), by cause:")
+            for g in groups:
+                where = f"{g.table or g.source}.{g.field}" if g.field else (g.table or g.source)
+                console.print(f"  [bold]{g.count:>7,}[/]  {g.error_class:<18} {where}  "
+                              f"[dim](source {g.source}, e.g. key {g.example_key})[/]",
+                              highlight=False, soft_wrap=True)
+                console.print(f"           {g.example_message}", highlight=False,
+                              soft_wrap=True, markup=False)
+        if all_:
+            if not removed:
+                console.print("No row was removed or changed by a policy.")
+            else:
+                total = sum(g.count for g in removed)
+                console.print(f"{total:,} row(s) removed or changed by a policy "
+                              "(documents not quarantined):")
+                for r in removed:
+                    where = f"{r.table}.{r.column}" if r.column else r.table
+                    console.print(f"  [bold]{r.count:>7,}[/]  {r.kind:<18} {where}  "
+                                  f"[dim](e.g. key {r.example_key})[/]", highlight=False,
+                                  soft_wrap=True)
+                    console.print(f"           {r.example_message}", highlight=False,
+                                  soft_wrap=True, markup=False)
+        if groups or removed:
+            console.print("Export them with `docshift rejects "
+                          + ("--all " if all_ else "") + "--export rejects.jsonl`.")
 
 
 @app.command()
@@ -277,32 +443,102 @@ def rollback(
 def init(
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write it.")] = DEFAULT_CONFIG,
     force: Annotated[bool, typer.Option("--force", help="Overwrite.")] = False,
+    from_: Annotated[str | None, typer.Option("--from", help="Propose the mapping from this "
+                                              "source instead (same as `docshift infer "
+                                              "SOURCE`).")] = None,
 ) -> None:
-    """Write a commented starter mapping file."""
+    """Write a commented starter mapping file (or, with --from, one inferred from a source)."""
     from docshift.spec.starter import STARTER
 
     if out.exists() and not force:
         err.print(f"{out} exists; use --force to overwrite it.")
         raise typer.Exit(EXIT_USAGE)
+    if from_ is not None:
+        _infer_to(from_, out)
+        return
     out.write_text(STARTER)
     console.print(f"wrote {out}; edit it, then `docshift plan -c {out}`.")
 
 
+def _infer_to(source: str, out: Path, opts: object = None) -> None:
+    """Infer a mapping from ``source`` and write it to ``out``, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from docshift.infer import InferOptions, infer_mapping
+
+    with _errors(), Progress(TextColumn("{task.description}"), BarColumn(),
+                             MofNCompleteColumn(), console=err, transient=True) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(stream: str, done: int, estimate: int | None) -> None:
+            if stream not in tasks:
+                tasks[stream] = bar.add_task(f"sampling {stream}", total=estimate)
+            bar.update(tasks[stream], completed=done)  # type: ignore[arg-type]
+
+        text = infer_mapping(source, opts if isinstance(opts, InferOptions) else None,
+                             progress)
+        out.write_text(text)
+    console.print(f"wrote {out}; review it, then `docshift plan -c {out}`.")
+
+
 @app.command()
+def infer(
+    source: Annotated[str, typer.Argument(help="A mongodump folder, an export file or "
+                                          "folder, a mongodb:// URI or a PostgreSQL DSN.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the mapping.")
+                   ] = DEFAULT_CONFIG,
+    sample: Annotated[int, typer.Option("--sample", min=1, help="Documents sampled per "
+                                        "stream (key-value: per key pattern).")] = 1000,
+    kind: Annotated[str | None, typer.Option("--kind", help="mongodump, json, mongodb or "
+                                             "postgres_kv (default: detected).")] = None,
+    database: Annotated[str | None, typer.Option("--database", help="mongodb: the database "
+                                                 "(default: the one in the URI).")] = None,
+    table: Annotated[str | None, typer.Option("--table", help="postgres_kv: the key-value "
+                                              "table (default: the only one).")] = None,
+    arrays: Annotated[str, typer.Option("--arrays", help="Arrays of scalars: child (a child "
+                                        "table) or inline (a T[] column).")] = "child",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")
+                     ] = False,
+) -> None:
+    """Sample a source and propose a mapping file (types, references, junctions, child
+    tables). Only reads the source."""
+    from docshift.infer import InferOptions
+    from docshift.infer.detect import KINDS
+
+    if kind is not None and kind not in KINDS:
+        err.print(f"--kind takes one of {', '.join(KINDS)}, not {kind!r}")
+        raise typer.Exit(EXIT_USAGE)
+    if arrays not in ("child", "inline"):
+        err.print(f"--arrays takes child or inline, not {arrays!r}")
+        raise typer.Exit(EXIT_USAGE)
+    if out.exists() and not force:
+        err.print(f"{out} exists; use --force to overwrite it.")
+        raise typer.Exit(EXIT_USAGE)
+    _infer_to(source, out, InferOptions(sample=sample, arrays=arrays, kind=kind,
+                                        database=database, table=table))
+
+
+@app.command(epilog="Example: docshift generate crm --scale 2 --bad-rate 0.05 --out ./dump")
 def generate(
     kind: Annotated[str, typer.Argument(help="crm or kv")],
     out: Annotated[str, typer.Option("--out", help="Directory (crm), mongodb:// URI (crm), "
                                      "DSN or .jsonl file (kv).")],
     scale: Annotated[str, typer.Option("--scale", help="Size factor, or 'large'.")] = "1",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    edge_cases: Annotated[bool, typer.Option("--edge-cases")] = False,
-    bad_rate: Annotated[float, typer.Option("--bad-rate", min=0.0, max=1.0)] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed and scale give "
+                                      "the same dataset.")] = 0,
+    edge_cases: Annotated[bool, typer.Option("--edge-cases", help="Add edge cases: nulls, "
+                                             "empty arrays, unicode, very long text, "
+                                             "boundary dates, every enum value.")] = False,
+    bad_rate: Annotated[float, typer.Option("--bad-rate", min=0.0, max=1.0, help="Share "
+                                            "of documents (0 to 1) given bad data of each "
+                                            "kind, to be quarantined.")] = 0.0,
     fmt: Annotated[str, typer.Option("--format", help="crm: mongodump, mongodump-gz or "
                                      "mongoexport.")] = "mongodump",
     table: Annotated[str | None, typer.Option("--table", help="kv: the key-value table to "
                                               "write (default kv_store_demo).")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="kv: replace the table if it "
                                           "exists.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Write a deterministic synthetic dataset (and its manifest)."""
     from docshift import generate as gen
@@ -326,13 +562,15 @@ def generate(
             man = gen.generate_kv(out, scale=factor, seed=seed, edge_cases=edge_cases,
                                   bad_rate=bad_rate, table=table, replace=replace)
     total = sum(man.documents.values())
-    console.print(f"generated {kind} dataset: {total:,} documents")
+    if not quiet:
+        console.print(f"generated {kind} dataset: {total:,} documents")
 
 
-@app.command()
+@app.command(short_help="Generate data, migrate it into the embedded PostgreSQL, verify.",
+             epilog="Example: docshift demo --scale 0.5")
 def demo(
     scale: Annotated[float, typer.Option("--scale", help="Dataset size factor.")] = 1.0,
-    workers: Annotated[int, typer.Option("--workers", min=1)] = 2,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 2,
 ) -> None:
     """Generate data, migrate it into the embedded PostgreSQL, and show where it went."""
     from docshift.run.demo import run_demo
@@ -346,8 +584,9 @@ def demo(
 def verify(
     config: Config = DEFAULT_CONFIG,
     dsn: Dsn = None,
-    sample: Annotated[int, typer.Option("--sample", min=1, help="Documents per stream whose "
-                                        "every mapped field is compared.")] = 1000,
+    sample: Annotated[int | None, typer.Option("--sample", min=1, help="Documents per stream "
+                                               "whose every mapped field is compared "
+                                               "(default 1000).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Compare every document.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report "
@@ -363,10 +602,15 @@ def verify(
     from docshift.verify import VerifyOptions
     from docshift.verify import verify as run_verify
 
+    if sample is not None and full:
+        err.print("give --sample N or --full, not both")
+        raise typer.Exit(EXIT_USAGE)
     with _errors():
         m = _mapping(config)
-        rep = run_verify(m, target_dsn(m, dsn), VerifyOptions(sample=sample, full=full,
-                                                               seed=seed))
+        opts = VerifyOptions(full=full, seed=seed)
+        if sample is not None:
+            opts.sample = sample
+        rep = run_verify(m, target_dsn(m, dsn), opts)
         print_terminal(console, rep)
         if report:
             report.write_text(json.dumps(rep.as_json(), indent=2, default=str))
@@ -384,7 +628,7 @@ server_app = typer.Typer(help="The embedded PostgreSQL server under ./.docshift/
 app.add_typer(server_app, name="server")
 
 
-@server_app.command("start")
+@server_app.command("start", epilog="Example: psql \"$(docshift server start)\"")
 def server_start() -> None:
     """Start the embedded server (if needed) and print its DSN."""
     from docshift.target.embedded import server_dsn
@@ -392,7 +636,7 @@ def server_start() -> None:
     console.print(server_dsn(), highlight=False)
 
 
-@server_app.command("stop")
+@server_app.command("stop", epilog="Example: docshift server stop")
 def server_stop() -> None:
     """Stop the embedded server."""
     from docshift.target.embedded import stop_server

@@ -2,7 +2,8 @@
 
 It generates a small CRM ``mongodump`` and a small key-value store, migrates both with the
 example mappings into two databases of the embedded server, checks the row counts against
-the datasets' manifests, and prints what was created and how to look at it with ``psql``.
+the datasets' manifests, verifies each migration against its source (``docshift verify``),
+and prints what was created and how to look at it with ``psql``.
 Running it again starts from scratch (the demo databases are re-created).
 """
 
@@ -24,14 +25,15 @@ KV_TABLE = "kv_store_demo"
 
 
 def examples_dir() -> Path:
-    """The repository's ``examples/`` folder (the demo uses its mapping files)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "examples"
-        if (candidate / "crm" / "docshift.yaml").exists():
-            return candidate
-    raise DocshiftError("cannot find the example mappings (examples/crm/docshift.yaml)",
-                        hint="Run the demo from a checkout installed with `pip install -e .`.")
+    """The example mapping files shipped inside the package (``docshift/examples``)."""
+    from importlib.resources import files
+
+    candidate = Path(str(files("docshift") / "examples"))
+    if (candidate / "crm" / "docshift.yaml").exists():
+        return candidate
+    raise DocshiftError(f"cannot find the example mappings in {candidate}",
+                        hint="The installation is incomplete: reinstall docshift "
+                        "(`pip install --force-reinstall docshift`).")
 
 
 def _psql() -> str:
@@ -49,10 +51,12 @@ def run_demo(console: Console, *, scale: float = 1.0, workers: int = 2) -> int:
     """Run the demo; returns the process exit code."""
     from docshift.generate import generate_crm, generate_kv
     from docshift.report.console import RichUI, print_findings, summary_table
+    from docshift.report.verify import print_terminal
     from docshift.run.migrate import RunOptions, migrate
     from docshift.spec import load_mapping
     from docshift.target.embedded import DEFAULT_HOME, server_dsn
     from docshift.transform.rows import compile_streams
+    from docshift.verify import VerifyOptions, verify
 
     examples = examples_dir()
     home = Path(os.environ.get("DOCSHIFT_HOME", DEFAULT_HOME)).resolve()
@@ -101,6 +105,15 @@ def run_demo(console: Console, *, scale: float = 1.0, workers: int = 2) -> int:
             ok = False
             console.print(f"[red]✗ quarantined {res.quarantined} (expected {want_q}), "
                           f"unmatched keys {res.unmatched_keys} (expected {want_u})[/]")
+        console.print(f"Verifying {DEMO_DATABASES[kind]} against the source…")
+        rep = verify(m, dsn, VerifyOptions())
+        print_terminal(console, rep)
+        if not rep.ok:
+            ok = False
+        else:
+            docs = sum(s.documents for s in rep.streams)
+            console.print(f"[green]✓ verified: {docs:,} source "
+                          f"documents accounted for, {len(rep.checks)} checks, none failed[/]")
         created += [(DEMO_DATABASES[kind], t, n) for t, n in got.items()]
     t = Table(title="what the demo created")
     for col in ("database", "table", "rows"):

@@ -63,11 +63,22 @@ class RunOptions:
 
 @dataclass
 class TableSummary:
+    """One table's line of the run summary.
+
+    ``documents`` counts the documents this table reads one row from (None for a table fed
+    only by unnesting, whose rows come from the documents of another table); ``seconds`` is
+    the load time of the streams that feed it. Duplicates removed (``keep_first``),
+    references set to NULL and rows dropped (``on_orphan``) come from finalization.
+    """
+
     table: str
-    documents: int
+    documents: int | None
     rows: int
     quarantined: int
     seconds: float
+    duplicates_removed: int = 0
+    references_nulled: int = 0
+    rows_dropped: int = 0
 
 
 @dataclass
@@ -80,15 +91,25 @@ class RunResult:
     unmapped: list[tuple[str, str, int]] = field(default_factory=list)
     finalize: FinalizeReport | None = None
     seconds: float = 0.0
+    documents: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+    """Wall-clock seconds per phase (see ``docshift.run.status.PHASES``); for a run that was
+    already complete, those recorded in its state."""
 
     def as_json(self) -> dict[str, Any]:
+        """The summary written by ``docshift run --summary`` (docs/operations.md)."""
+        rate = self.documents / self.seconds if self.seconds > 0 else None
         return {
             "run_id": self.run_id,
             "already_complete": self.already_complete,
             "seconds": round(self.seconds, 3),
+            "documents": self.documents,
+            "documents_per_second": round(rate, 1) if rate is not None else None,
+            "rows": sum(t.rows for t in self.tables),
             "quarantined": self.quarantined,
             "unmatched_keys": self.unmatched_keys,
-            "tables": [t.__dict__ for t in self.tables],
+            "tables": [{**t.__dict__, "seconds": round(t.seconds, 3)} for t in self.tables],
+            "phases": [{"phase": p, "seconds": round(sec, 3)} for p, sec in self.phases.items()],
             "unmapped": [{"stream": s, "path": p, "count": n} for s, p, n in self.unmapped],
             "warnings": self.finalize.warnings if self.finalize else [],
             "failures": self.finalize.failures if self.finalize else [],
@@ -96,9 +117,16 @@ class RunResult:
 
 
 class UI:
-    """Callbacks for progress display; the default does nothing."""
+    """Callbacks for progress display; the default does nothing.
+
+    ``phase`` announces each phase of the run (``docshift.run.status.PHASES``; ``finalize``
+    before the first finalization step); ``units`` gives every work unit of the run when the
+    load starts (with its estimate); ``step`` names each finalization step as it starts.
+    """
 
     def progress(self, p: Progress) -> None: ...
+    def phase(self, name: str) -> None: ...
+    def units(self, planned: list[Unit]) -> None: ...
     def step(self, name: str) -> None: ...
     def message(self, text: str) -> None: ...
 
@@ -127,9 +155,14 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None,
     batch boundary; the run is then *interrupted* and resumes when migrated again. The
     library installs no signal handler: the command line does.
     """
+    from docshift.run.status import PHASES, PhaseClock, phase_of_step, step_phases
+
     ui = ui or UI()
     stop = stop or threading.Event()
     started = time.perf_counter()
+    clock = PhaseClock()
+    clock.enter("prepare")
+    ui.phase("prepare")
     with connect(dsn) as conn:
         ensure_state(conn)
         _lock_run(conn)
@@ -156,6 +189,9 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None,
         try:
             run_id = _prepare(conn, m, dsn, opts, run, h, ui)
             todo = units(conn, run_id)
+            clock.enter("load")
+            ui.phase("load")
+            ui.units(todo)
             try:
                 _load_streams(m, dsn, run_id, todo, opts, ui, conn, pool, stop)
             except Interrupted:
@@ -178,14 +214,25 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None,
                 "not every work unit finished: " + (", ".join(r[0] for r in pending)
                                                     or "the run has no work units"),
                 hint="Re-run to resume from the checkpoints.")
+        kinds = step_phases(m)
+        ui.phase("finalize")
+
+        def step(name: str) -> None:
+            p = phase_of_step(name, kinds)
+            if p is not None and clock.enter(p):
+                ui.phase(p)
+            ui.step(name)
+
         try:
-            rep = finalize(conn, m, run_id, log=ui.step, dsn=dsn, parallel=workers)
+            rep = finalize(conn, m, run_id, log=step, dsn=dsn, parallel=workers)
         except BaseException:
             set_run_status(conn, run_id, "interrupted")
             raise
+        clock.stop()
         set_run_status(conn, run_id, "failed" if rep.failures else "completed")
         result = _summarize(conn, m, run_id, started)
         result.finalize = rep
+        result.phases = {p: clock.seconds[p] for p in PHASES if p in clock.seconds}
         return result
 
 
@@ -492,24 +539,42 @@ class WorkerPool:
 
 def _summarize(conn: psycopg.Connection, m: Mapping, run_id: int, started: float,
                already: bool = False) -> RunResult:
-    from docshift.run.status import table_rows
+    from docshift.run.status import recorded_phases, table_rows
 
     res = RunResult(run_id, already_complete=already)
     cps = conn.execute("SELECT source_stream, sum(docs_read), max(seconds) "
                        "FROM docshift.checkpoints WHERE run_id = %s GROUP BY 1",
                        (run_id,)).fetchall()
     docs = {s: (int(n), sec) for s, n, sec in cps}
-    rejects = dict(conn.execute(
-        "SELECT coalesce(table_name, source), count(*) FROM docshift.rejects WHERE run_id = %s "
-        "GROUP BY 1", (run_id,)).fetchall())
+    loaded: dict[str, int] = {}
+    for (written,) in conn.execute("SELECT rows_written FROM docshift.checkpoints "
+                                   "WHERE run_id = %s", (run_id,)):
+        for t, n in (written or {}).items():
+            loaded[t] = loaded.get(t, 0) + int(n)
+    rejects: dict[str, int] = {}
+    refused: dict[str, int] = {}  # quarantined before any of their rows was loaded
+    for table, stage, n in conn.execute(
+            "SELECT coalesce(table_name, source), stage, count(*) FROM docshift.rejects "
+            "WHERE run_id = %s GROUP BY 1, 2", (run_id,)):
+        rejects[table] = rejects.get(table, 0) + n
+        if stage != "finalize":
+            refused[table] = refused.get(table, 0) + n
+    removed = {(t, k): n for t, k, n in conn.execute(
+        "SELECT table_name, kind, count(*) FROM docshift.removals WHERE run_id = %s "
+        "GROUP BY 1, 2", (run_id,))}
     counts = table_rows(conn, m)
     plans = compile_streams(m)
-    for t in m.tables:
+    for t, spec in m.tables.items():
         feeds = [s for s, p in plans.items() if t in p.tables]
-        n = sum(docs.get(s, (0, 0))[0] for s in feeds)
         sec = sum(docs.get(s, (0, 0.0))[1] for s in feeds)
-        res.tables.append(TableSummary(t, n, counts.get(t, 0), rejects.get(t, 0), sec))
+        own = any(f.unnest is None for f in spec.feeds or [])
+        res.tables.append(TableSummary(
+            t, loaded.get(t, 0) + refused.get(t, 0) if own else None, counts.get(t, 0),
+            rejects.get(t, 0), sec, duplicates_removed=removed.get((t, "duplicate_dropped"), 0),
+            references_nulled=removed.get((t, "reference_nulled"), 0),
+            rows_dropped=removed.get((t, "orphan_dropped"), 0)))
     res.quarantined = sum(rejects.values())
+    res.documents = sum(n for n, _ in docs.values())
     res.unmatched_keys = conn.execute(
         "SELECT count(*) FROM docshift.unmatched_keys WHERE run_id = %s",
         (run_id,)).fetchone()[0]  # type: ignore[index]
@@ -517,4 +582,8 @@ def _summarize(conn: psycopg.Connection, m: Mapping, run_id: int, started: float
         "SELECT stream, path, count FROM docshift.unmapped WHERE run_id = %s "
         "ORDER BY count DESC, path", (run_id,))]
     res.seconds = time.perf_counter() - started
+    if already:
+        # the run's own times, not this command's
+        res.phases = recorded_phases(conn, m, run_id)
+        res.seconds = sum(res.phases.values()) or res.seconds
     return res

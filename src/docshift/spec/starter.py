@@ -1,7 +1,8 @@
 """The commented starter mapping file that ``docshift init`` writes."""
 
 STARTER = """\
-# docshift mapping file. Reference: docs/mapping.md
+# docshift mapping file. Reference: `docshift --help` (commands, the mapping file's
+# sections, exit codes); `docshift plan` checks this file and says what to fix.
 version: 1
 
 source:
