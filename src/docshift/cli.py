@@ -263,6 +263,9 @@ def run(
     verbose: Verbose = False,
     log_file: Annotated[Path | None, typer.Option("--log-file", help="Also write the plain, "
                                                   "timestamped progress log here.")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Verify the result against the "
+                                         "source right after the run (as `docshift verify`; "
+                                         "exit 1 if a check fails).")] = False,
 ) -> None:
     """Migrate (or resume migrating) the source into the target."""
     from contextlib import ExitStack
@@ -297,18 +300,36 @@ def run(
         if log is not None:
             log.write(summary_line(res) + "\n")
         console.print(summary_line(res) if quiet else summary_table(res), highlight=False)
-        if res.already_complete:
-            if not quiet:
-                console.print(f"Run {res.run_id} is already complete: nothing to do "
-                              "(use --restart to migrate again from scratch).")
-            return
-        print_findings(console, res)
+        if res.already_complete and not quiet:
+            console.print(f"Run {res.run_id} is already complete: nothing to do "
+                          "(use --restart to migrate again from scratch).")
+        if not res.already_complete:
+            print_findings(console, res)
         if res.finalize and res.finalize.failures:
             raise typer.Exit(EXIT_FAILED)
+        if verify and not _verified(m, d, quiet):
+            raise typer.Exit(EXIT_FAILED)
+        if res.already_complete:
+            return
         if res.quarantined:
             console.print(f"[yellow]{res.quarantined} document(s) quarantined[/]: "
                           "see them with `docshift rejects`.")
             raise typer.Exit(EXIT_QUARANTINED)
+
+
+def _verified(m: Mapping, dsn: str, quiet: bool) -> bool:
+    """``docshift run --verify``: the default verification, its table, True if it passed."""
+    from docshift.report.verify import print_terminal
+    from docshift.verify import VerifyOptions
+    from docshift.verify import verify as run_verify
+
+    if not quiet:
+        console.print("Verifying the result against the source…")
+    rep = run_verify(m, dsn, VerifyOptions())
+    if not quiet:
+        print_terminal(console, rep)
+    console.print(f"verification {rep.status} ({rep.seconds:.1f} s)")
+    return rep.ok
 
 
 def _dry_run(m: Mapping, dsn: str | None) -> None:
