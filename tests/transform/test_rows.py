@@ -9,7 +9,7 @@ from bson import ObjectId
 from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec import parse_mapping
 from docshift.transform.ids import objectid_to_uuid
-from docshift.transform.rows import compile_streams
+from docshift.transform.rows import column_types, compile_streams
 
 MAPPING = """
 source: {kind: json, path: x}
@@ -118,3 +118,26 @@ def test_a_shared_parent_id_is_converted_once_per_document():
     a, b = p.build(doc()), p.build(doc(_id=ObjectId(b"\x02" * 12)))
     assert a.rows["order_lines"][0][0] != b.rows["order_lines"][0][0]
     assert b.rows["order_lines"][0][0] == b.rows["orders"][0][0]
+
+
+def test_a_reference_takes_its_type_through_a_chain_of_untyped_keys():
+    text = """
+source: {kind: json, path: "."}
+tables:
+  sites:
+    from: sites
+    primary_key: id
+    columns:
+      id: {type: uuid, from: _id}
+  site_configs:
+    from: configs
+    primary_key: id
+    columns:
+      id: {from: site, references: sites}
+  config_items:
+    from: items
+    columns:
+      config_id: {from: config, references: site_configs}
+"""
+    m = parse_mapping(text)
+    assert column_types(m, m.tables["config_items"])["config_id"].sql == "uuid"

@@ -20,7 +20,7 @@ from typing import Any
 from docshift.errors import ConversionError
 from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.check import resolve_reference, source_path
-from docshift.spec.model import ColumnSpec, FeedSpec, Mapping, TableSpec, map_key, pattern_regex
+from docshift.spec.model import FeedSpec, Mapping, TableSpec, map_key, pattern_regex
 from docshift.transform.codegen import RowFunction, compile_row, is_plain, unforeseen, walk_path
 from docshift.transform.convert import (
     ConvertOptions,
@@ -545,16 +545,19 @@ def compile_streams(m: Mapping) -> dict[str, StreamPlan]:
 
 
 def column_types(m: Mapping, table: TableSpec) -> dict[str, PgType]:
-    """Each column's PostgreSQL type (FK columns without a type take the parent's)."""
-    out: dict[str, PgType] = {}
-    for cname, col in table.columns.items():
-        assert isinstance(col, ColumnSpec)
-        if col.type is None and col.references:
-            ptable, pcol = resolve_reference(m, col.references)
-            out[cname] = parse_type(m.tables[ptable].column(pcol).type or "text")
-        else:
-            out[cname] = parse_type(col.type or "text")
-    return out
+    """Each column's PostgreSQL type (FK columns without a type take the parent's, following
+    references through tables whose key column has no type of its own either)."""
+    return {cname: parse_type(_declared_type(m, table, cname)) for cname in table.columns}
+
+
+def _declared_type(m: Mapping, table: TableSpec, cname: str) -> str:
+    col = table.column(cname)
+    seen: set[int] = set()
+    while col.type is None and col.references and id(col) not in seen:
+        seen.add(id(col))
+        ptable, pcol = resolve_reference(m, col.references)
+        col = m.tables[ptable].column(pcol)
+    return col.type or "text"
 
 
 def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
