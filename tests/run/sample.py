@@ -14,6 +14,8 @@ from pathlib import Path
 import bson
 from bson import Decimal128, ObjectId
 
+from docshift.spec.model import Mapping
+
 UTC = dt.UTC
 
 
@@ -198,3 +200,24 @@ EXPECTED_REJECTS = {
     ("account_items", "$item.qty", "bad_number"),
     ("account_limits", "$item", "out_of_range"),
 }
+
+
+def interrupt_after_first_batch(m: Mapping, dsn: str, batch_size: int = 50) -> None:
+    """Start migrating ``m`` and stop it after its first committed batch (as Ctrl+C does)."""
+    import threading
+
+    import pytest
+
+    from docshift.errors import DocshiftError
+    from docshift.run.migrate import UI, RunOptions, migrate
+    from docshift.run.worker import Progress
+
+    stop = threading.Event()
+
+    class StopAfterFirstBatch(UI):
+        def progress(self, p: Progress) -> None:
+            if p.kind == "batch":
+                stop.set()
+
+    with pytest.raises(DocshiftError, match="interrupted"):
+        migrate(m, dsn, RunOptions(batch_size=batch_size), StopAfterFirstBatch(), stop)

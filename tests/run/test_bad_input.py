@@ -8,7 +8,6 @@ is loaded, and that the damage is a quarantine entry naming what is wrong.
 from __future__ import annotations
 
 import base64
-import threading
 from pathlib import Path
 
 import bson
@@ -18,10 +17,8 @@ from bson import ObjectId
 from typer.testing import CliRunner
 
 from docshift.cli import app
-from docshift.errors import DocshiftError
-from docshift.run.migrate import UI, RunOptions, migrate
-from docshift.run.worker import Progress
 from docshift.spec import load_mapping
+from tests.run.sample import interrupt_after_first_batch
 
 runner = CliRunner()
 
@@ -201,15 +198,7 @@ def test_a_source_changed_between_interrupt_and_resume_is_refused(
     path = tmp_path / "docshift.yaml"
     path.write_text(MAPPING % {"path": root, "dsn": dsn})
     m = load_mapping(path)
-    stop = threading.Event()
-
-    class StopAfterFirstBatch(UI):
-        def progress(self, p: Progress) -> None:
-            if p.kind == "batch":
-                stop.set()
-
-    with pytest.raises(DocshiftError, match="interrupted"):
-        migrate(m, dsn, RunOptions(batch_size=50), StopAfterFirstBatch(), stop)
+    interrupt_after_first_batch(m, dsn)
     # re-dumped: the same size, other contents
     (root / "app" / "people.bson").write_bytes(encode(good(300, 1000)))
     res = runner.invoke(app, ["run", "-c", str(path)])

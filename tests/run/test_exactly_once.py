@@ -12,7 +12,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,14 +23,20 @@ from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
 from docshift.cli import app
-from docshift.errors import DocshiftError, LeaseLost
+from docshift.errors import LeaseLost
 from docshift.run import migrate as migrate_module
-from docshift.run.migrate import UI, RunOptions, migrate
-from docshift.run.worker import Progress, run_unit
+from docshift.run.migrate import RunOptions, migrate
+from docshift.run.worker import run_unit
 from docshift.spec import load_mapping
 from docshift.target import state
 from docshift.target.state import Checkpoint, load_checkpoint, save_checkpoint, units
-from tests.run.sample import MAPPING, expected_rows, write_dump, write_mapping
+from tests.run.sample import (
+    MAPPING,
+    expected_rows,
+    interrupt_after_first_batch,
+    write_dump,
+    write_mapping,
+)
 
 runner = CliRunner()
 
@@ -184,15 +189,7 @@ def test_a_second_loader_of_the_same_unit_waits_for_the_lease_then_gives_up(
         tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     dump = write_dump(tmp_path / "dump", 200, 100)
     m = load_mapping(write(tmp_path, "docshift.yaml", dump, dsn))
-    stop = threading.Event()
-
-    class StopAfterFirstBatch(UI):
-        def progress(self, p: Progress) -> None:
-            if p.kind == "batch":
-                stop.set()
-
-    with pytest.raises(DocshiftError, match="interrupted"):
-        migrate(m, dsn, RunOptions(batch_size=50), StopAfterFirstBatch(), stop)
+    interrupt_after_first_batch(m, dsn)
     monkeypatch.setattr(state, "LEASE_WAIT_SECONDS", 1)
     with psycopg.connect(dsn, autocommit=True) as holder:
         run_id = holder.execute("SELECT max(run_id) FROM docshift.runs").fetchone()[0]
@@ -211,15 +208,7 @@ def test_a_batch_whose_checkpoint_moved_meanwhile_rolls_back(
         tmp_path: Path, dsn: str) -> None:
     dump = write_dump(tmp_path / "dump", 200, 100)
     m = load_mapping(write(tmp_path, "docshift.yaml", dump, dsn))
-    stop = threading.Event()
-
-    class StopAfterFirstBatch(UI):
-        def progress(self, p: Progress) -> None:
-            if p.kind == "batch":
-                stop.set()
-
-    with pytest.raises(DocshiftError):
-        migrate(m, dsn, RunOptions(batch_size=50), StopAfterFirstBatch(), stop)
+    interrupt_after_first_batch(m, dsn)
     with psycopg.connect(dsn, autocommit=True) as c:
         run_id = c.execute("SELECT max(run_id) FROM docshift.runs").fetchone()[0]
         unit = next(u for u in units(c, run_id) if u.source_stream == "Users")
@@ -298,16 +287,7 @@ def test_an_interruption_while_planning_leaves_no_run_behind(
 def test_changing_only_the_password_resumes_the_run(tmp_path: Path, dsn: str) -> None:
     dump = write_dump(tmp_path / "dump", 200, 100)
     m = load_mapping(write(tmp_path, "docshift.yaml", dump, dsn))
-    stop = threading.Event()
-
-    class StopAfterFirstBatch(UI):
-        def progress(self, p: Progress) -> None:
-            if p.kind == "batch":
-                stop.set()
-
-    with pytest.raises(DocshiftError, match="interrupted"):
-        migrate(m, f"{dsn} password=old-secret", RunOptions(batch_size=50),
-                StopAfterFirstBatch(), stop)
+    interrupt_after_first_batch(m, f"{dsn} password=old-secret")
     res = migrate(m, f"{dsn} password=new-secret", RunOptions(batch_size=50))
     assert not res.already_complete
     with psycopg.connect(dsn, autocommit=True) as c:
