@@ -9,20 +9,49 @@ The library API mirrors the command line::
     rollback(m, dsn)   # undo exactly what the migration loaded
 """
 
-from docshift.errors import (
-    ConversionError,
-    DocshiftError,
-    LeaseLost,
-    MappingError,
-    RunAborted,
-    SourceError,
-    TargetError,
-)
-from docshift.generate import generate_crm, generate_kv
-from docshift.run.migrate import Interrupted, RunOptions, RunResult, migrate
-from docshift.run.rollback import rollback
-from docshift.spec import Mapping, load_mapping, parse_mapping
-from docshift.verify import VerifyOptions, VerifyReport, verify
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from docshift.errors import (
+        ConversionError,
+        DocshiftError,
+        LeaseLost,
+        MappingError,
+        RunAborted,
+        SourceError,
+        TargetError,
+    )
+    from docshift.generate import generate_crm, generate_kv
+    from docshift.run.migrate import Interrupted, RunOptions, RunResult, migrate
+    from docshift.run.rollback import rollback
+    from docshift.spec import Mapping, load_mapping, parse_mapping
+    from docshift.verify import VerifyOptions, VerifyReport, verify
+
+# Loaded on first use: importing ``docshift`` (as every worker process and every command
+# does) stays cheap, and a command pays only for the parts it uses.
+_WHERE = {
+    **dict.fromkeys(["ConversionError", "DocshiftError", "LeaseLost", "MappingError",
+                     "RunAborted", "SourceError", "TargetError"], "docshift.errors"),
+    **dict.fromkeys(["generate_crm", "generate_kv"], "docshift.generate"),
+    **dict.fromkeys(["Interrupted", "RunOptions", "RunResult", "migrate"],
+                    "docshift.run.migrate"),
+    "rollback": "docshift.run.rollback",
+    **dict.fromkeys(["Mapping", "load_mapping", "parse_mapping"], "docshift.spec"),
+    **dict.fromkeys(["VerifyOptions", "VerifyReport", "verify"], "docshift.verify"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'docshift' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

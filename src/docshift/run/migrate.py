@@ -12,10 +12,8 @@ import json
 import multiprocessing as mp
 import os
 import queue
-import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,7 +23,7 @@ import psycopg
 from docshift.dsn import mask
 from docshift.errors import DocshiftError, RunAborted
 from docshift.run.finalize import FinalizeReport, finalize
-from docshift.run.worker import Progress, run_unit
+from docshift.run.worker import Progress, run_unit, worker_main
 from docshift.spec.model import Mapping
 from docshift.target.connect import connect
 from docshift.target.prepare import (
@@ -391,64 +389,6 @@ def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: 
         raise Interrupted("interrupted; re-run the same command to resume")
 
 
-PARENT_CHECK_SECONDS = 0.5
-"""How often a worker checks that the process that started it is still there."""
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """End this worker the moment its parent dies, so it never loads on without it.
-
-    On Linux the kernel sends SIGKILL when the parent goes (PR_SET_PDEATHSIG); elsewhere,
-    and as a second line, a thread watches the parent's pid. The server rolls back the
-    batch in flight, exactly as when the whole process group is killed.
-    """
-    try:
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
-    except (OSError, AttributeError):
-        pass
-
-    def orphaned() -> bool:
-        return os.getppid() != parent_pid
-
-    if orphaned():
-        os._exit(1)
-
-    def watch() -> None:
-        while not orphaned():
-            time.sleep(PARENT_CHECK_SECONDS)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="docshift-parent-watch", daemon=True).start()
-
-
-def _worker_main(m: Mapping, dsn: str, batch_size: int, tasks: Any, reports: Any,
-                 stop: Any, parent_pid: int) -> None:
-    _exit_with_parent(parent_pid)
-    # Ctrl+C reaches every process of the group; the parent decides, and tells us via stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def message(text: str) -> None:
-        reports.put(("message", text))
-
-    while not stop.is_set():
-        task = tasks.get()
-        if task is None:
-            return
-        run_id, unit = task
-        try:
-            run_unit(m, dsn, run_id, unit, batch_size, stop.is_set, reports.put,
-                     on_wait=message)
-        except DocshiftError as exc:
-            reports.put(("error", unit.name, exc.message, exc.hint))
-            return
-        except Exception:
-            reports.put(("error", unit.name, traceback.format_exc(), None))
-            return
-
-
 class WorkerPool:
     """Worker processes for ``--workers N``.
 
@@ -461,7 +401,7 @@ class WorkerPool:
         self.tasks = ctx.Queue()
         self.reports = ctx.Queue()
         self.stop = ctx.Event()
-        self.procs = [ctx.Process(target=_worker_main, daemon=True,
+        self.procs = [ctx.Process(target=worker_main, daemon=True,
                                   args=(m, dsn, opts.batch_size, self.tasks, self.reports,
                                         self.stop, os.getpid()))
                       for _ in range(workers)]

@@ -8,9 +8,14 @@ stopping never leaves a partial batch behind.
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -157,3 +162,65 @@ def _flush(conn: psycopg.Connection, m: Mapping, run_id: int, unit: Unit, batch:
     # rows are freed by reference counting; cycles (rare) are collected now and then
     if (cp.docs_read // max(n, 1)) % FULL_GC_EVERY == 0:
         gc.collect()
+
+
+PARENT_CHECK_SECONDS = 0.5
+"""How often a worker checks that the process that started it is still there."""
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this worker the moment its parent dies, so it never loads on without it.
+
+    On Linux the kernel sends SIGKILL when the parent goes (PR_SET_PDEATHSIG); elsewhere,
+    and as a second line, a thread watches the parent's pid. The server rolls back the
+    batch in flight, exactly as when the whole process group is killed.
+    """
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    except (OSError, AttributeError):
+        pass
+
+    def orphaned() -> bool:
+        return os.getppid() != parent_pid
+
+    if orphaned():
+        os._exit(1)
+
+    def watch() -> None:
+        while not orphaned():
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="docshift-parent-watch", daemon=True).start()
+
+
+def worker_main(m: Mapping, dsn: str, batch_size: int, tasks: Any, reports: Any,
+                 stop: Any, parent_pid: int) -> None:
+    """The body of a ``--workers`` process: load units from ``tasks`` until told to stop.
+
+    It lives here rather than in ``run.migrate`` so that a worker imports only the load
+    path (spawned processes import the module of their target)."""
+    _exit_with_parent(parent_pid)
+    # Ctrl+C reaches every process of the group; the parent decides, and tells us via stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def message(text: str) -> None:
+        reports.put(("message", text))
+
+    while not stop.is_set():
+        task = tasks.get()
+        if task is None:
+            return
+        run_id, unit = task
+        try:
+            run_unit(m, dsn, run_id, unit, batch_size, stop.is_set, reports.put,
+                     on_wait=message)
+        except DocshiftError as exc:
+            reports.put(("error", unit.name, exc.message, exc.hint))
+            return
+        except Exception:
+            reports.put(("error", unit.name, traceback.format_exc(), None))
+            return
