@@ -25,9 +25,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUARANTINED, EXIT_INTERRUPTED = 0, 1, 2, 
 HELP = """Move MongoDB or key-value data into normalized PostgreSQL, resumably.
 
 \b
-The loop: docshift init (a commented starter mapping file), docshift plan (check it, show
-the DDL), docshift run, docshift verify; docshift demo shows it all on generated data.
-Every command takes --help, with an example.
+The loop: docshift infer SOURCE (propose a mapping file; or docshift init for a commented
+starter), docshift plan (check it, show the DDL), docshift run, docshift verify, docshift
+rollback if needed; docshift demo shows it all on generated data. Every command takes
+--help, with an example.
 """
 
 EPILOG = """\b
@@ -200,11 +201,15 @@ def _mapping(config: Path) -> Mapping:
     return load_mapping(config)
 
 
-def _connect(m: Mapping, dsn: str | None) -> tuple[str, psycopg.Connection]:
-    """The target DSN and an autocommit connection to it (errors never show the password)."""
+def _connect(m: Mapping, dsn: str | None, *, start: bool = False
+             ) -> tuple[str, psycopg.Connection]:
+    """The target DSN and an autocommit connection to it (errors never show the password).
+
+    Commands that only read docshift's state use it as it is: they never start the embedded
+    server (``start=False``)."""
     from docshift.target.connect import connect, target_dsn
 
-    d = target_dsn(m, dsn)
+    d = target_dsn(m, dsn, start=start)
     return d, connect(d)
 
 
@@ -381,7 +386,8 @@ def status(
         print_status(console, st)
 
 
-@app.command()
+@app.command(short_help="List quarantined documents by cause, or export them.",
+             epilog="Example: docshift rejects --all --export rejects.jsonl")
 def rejects(
     config: Config = DEFAULT_CONFIG,
     dsn: Dsn = None,
@@ -436,7 +442,8 @@ def rejects(
                           + ("--all " if all_ else "") + "--export rejects.jsonl`.")
 
 
-@app.command()
+@app.command(short_help="Undo exactly what the migration did to the target.",
+             epilog="Example: docshift rollback -c docshift.yaml --yes")
 def rollback(
     config: Config = DEFAULT_CONFIG,
     dsn: Dsn = None,
@@ -460,7 +467,8 @@ def rollback(
             console.print(line, highlight=False, markup=False)
 
 
-@app.command()
+@app.command(short_help="Write a commented starter mapping file (or infer one).",
+             epilog="Example: docshift init --from ./dump -o docshift.yaml")
 def init(
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write it.")] = DEFAULT_CONFIG,
     force: Annotated[bool, typer.Option("--force", help="Overwrite.")] = False,
@@ -502,7 +510,8 @@ def _infer_to(source: str, out: Path, opts: object = None) -> None:
     console.print(f"wrote {out}; review it, then `docshift plan -c {out}`.")
 
 
-@app.command()
+@app.command(short_help="Propose a mapping file from a sample of the source.",
+             epilog="Example: docshift infer ./dump -o docshift.yaml")
 def infer(
     source: Annotated[str, typer.Argument(help="A mongodump folder, an export file or "
                                           "folder, a mongodb:// URI or a PostgreSQL DSN.")],
@@ -601,7 +610,8 @@ def demo(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(short_help="Prove the migration correct against the source.",
+             epilog="Example: docshift verify --full --markdown verify.md --report verify.json")
 def verify(
     config: Config = DEFAULT_CONFIG,
     dsn: Dsn = None,
@@ -654,7 +664,8 @@ def server_start() -> None:
     """Start the embedded server (if needed) and print its DSN."""
     from docshift.target.embedded import server_dsn
 
-    console.print(server_dsn(), highlight=False)
+    with _errors():
+        console.print(server_dsn(), highlight=False)
 
 
 @server_app.command("stop", epilog="Example: docshift server stop")
@@ -662,5 +673,6 @@ def server_stop() -> None:
     """Stop the embedded server."""
     from docshift.target.embedded import stop_server
 
-    console.print("stopped" if stop_server() else "no embedded server was running here")
+    with _errors():
+        console.print("stopped" if stop_server() else "no embedded server was running here")
 

@@ -19,11 +19,13 @@ UNREACHABLE_HINT = ("Check the DSN (host, port, database, user, password) and th
                     "is running; docshift resumes from its last checkpoint on re-run.")
 
 
-def target_dsn(m: Mapping, override: str | None = None) -> str:
+def target_dsn(m: Mapping, override: str | None = None, *, start: bool = True) -> str:
     """The target DSN: ``override``, $DOCSHIFT_DSN, the mapping's, or the embedded server's.
 
     A given DSN is checked here, so that a malformed one is an error naming where it came
-    from (with the password masked) before anything tries to connect with it.
+    from (with the password masked) before anything tries to connect with it. With
+    ``start=False`` (commands that only read docshift's state) the embedded server is never
+    started: when it is not running, there is no state to read, and that is the error.
     """
     given = [("--dsn", override), (f"${DSN_ENV}", os.environ.get(DSN_ENV)),
              (f"target.dsn in {m.path}", m.target.dsn)]
@@ -31,9 +33,18 @@ def target_dsn(m: Mapping, override: str | None = None) -> str:
         if dsn:
             parse_dsn(dsn, what=f"the target DSN ({where})")
             return dsn
-    from docshift.target.embedded import server_dsn
+    from docshift.target.embedded import running_server_dsn, server_dsn
 
-    return server_dsn()
+    if start:
+        return server_dsn()
+    running = running_server_dsn()
+    if running is None:
+        raise TargetError(
+            "no target DSN is set and the embedded PostgreSQL server (./.docshift/) is not "
+            "running, so there is no migration to look at",
+            hint="Give the target with --dsn or $DOCSHIFT_DSN, or run `docshift run` (which "
+            "starts the embedded server) first.")
+    return running
 
 
 def redact(dsn: str) -> str:

@@ -36,6 +36,23 @@ def server_dsn(home: Path | None = None) -> str:
     return server.get_uri()
 
 
+def running_server_dsn(home: Path | None = None) -> str | None:
+    """The DSN of the embedded server under ``home`` if it is running; never starts one."""
+    home = (home or Path(os.environ.get("DOCSHIFT_HOME", DEFAULT_HOME))).resolve()
+    pid_file = home / "pgdata" / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # it runs as another user (the server does when docshift runs as root)
+    return server_dsn(home)
+
+
 def stop_server(home: Path | None = None) -> bool:
     """Stop the embedded server under ``home``; False when none was running there."""
     _quiet()
