@@ -82,10 +82,10 @@ def run_demo(console: Console, *, scale: float = 1.0, workers: int = 2) -> int:
                                    manifest_path=str(work / "manifest-kv.json"))
             os.environ["DOCSHIFT_KV_TABLE"] = KV_TABLE
         m = load_mapping(examples / kind / "docshift.yaml")
-        console.print(f"Migrating with examples/{kind}/docshift.yaml into "
+        console.print(f"Migrating with the {kind} example mapping into "
                       f"[bold]{DEMO_DATABASES[kind]}[/]…")
         tables_of = {s: p.tables for s, p in compile_streams(m).items()}
-        with RichUI(console, tables_of) as ui:
+        with RichUI(console, tables_of, mapping=m) as ui:
             res = migrate(m, dsn, RunOptions(workers=workers, batch_size=2000), ui)
         console.print(summary_table(res))
         print_findings(console, res)
