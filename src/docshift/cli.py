@@ -179,22 +179,29 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _ctrl_c_stops(ui: object) -> Iterator[threading.Event]:
-    """The first Ctrl+C asks the run to stop at the next batch boundary; a second one stops
-    at once (the batch in flight rolls back). Installed by the command line only: the
-    library never touches signal handlers."""
+    """The first Ctrl+C asks the run to stop at the next batch boundary (or between two
+    finalization steps); a second one, or SIGTERM, stops at once (the batch or step in
+    flight rolls back). Installed by the command line only: the library never touches
+    signal handlers."""
     stop = threading.Event()
 
     def on_sigint(signum: int, frame: object) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        ui.message("Stopping after the current batch… (Ctrl+C again to stop at once)")  # type: ignore[attr-defined]
+        ui.message("Stopping after the current batch or step… (Ctrl+C again to stop at "  # type: ignore[attr-defined]
+                   "once)")
         stop.set()
 
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # stop at once, as a second Ctrl+C does
+
     previous = signal.signal(signal.SIGINT, on_sigint)
+    previous_term = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def _mapping(config: Path) -> Mapping:
@@ -244,6 +251,15 @@ def plan(
         typer.echo(render_plan(m), nl=False)
 
 
+def _executor_name(value: str) -> str:
+    """``--executor``: one of the executors ``docshift.run.executors`` knows."""
+    from docshift.run.executors import EXECUTORS
+
+    if value not in EXECUTORS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(EXECUTORS)}")
+    return value
+
+
 @app.command(epilog="Example: docshift run -c docshift.yaml --workers 4 --summary run.json")
 def run(
     config: Config = DEFAULT_CONFIG,
@@ -271,6 +287,14 @@ def run(
     verify: Annotated[bool, typer.Option("--verify", help="Verify the result against the "
                                          "source right after the run (as `docshift verify`; "
                                          "exit 1 if a check fails).")] = False,
+    executor: Annotated[str, typer.Option(
+        "--executor", metavar="local|dask", callback=_executor_name,
+        help="Where work units load: local worker processes, or a Dask cluster "
+        '(needs pip install "docshift[dask]").')] = "local",
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", metavar="ADDRESS|local:N", help="With --executor dask: the Dask "
+        "scheduler's address (tcp://host:8786), or local:N to start a cluster of N worker "
+        "processes here (default local:<--workers>).")] = None,
 ) -> None:
     """Migrate (or resume migrating) the source into the target."""
     from contextlib import ExitStack
@@ -296,7 +320,8 @@ def run(
             log.write(f"docshift run -c {config}: {header}\n")
         tables_of = {s: p.tables for s, p in compile_streams(m).items()}
         opts = RunOptions(workers=workers, batch_size=batch_size, restart=restart,
-                          max_errors=max_errors, split_min_docs=split_min_docs)
+                          max_errors=max_errors, split_min_docs=split_min_docs,
+                          executor=executor, scheduler=scheduler)
         with RichUI(console, tables_of, mapping=m, quiet=quiet, verbose=verbose,
                     log=log) as ui, _ctrl_c_stops(ui) as stop:
             res = migrate(m, d, opts, ui, stop)
@@ -608,6 +633,56 @@ def demo(
     with _errors():
         code = run_demo(console, scale=scale, workers=workers)
     raise typer.Exit(code)
+
+
+@app.command(short_help="Time queries on the new schema (and the source), advise indexes.",
+             epilog="Example: docshift bench --queries examples/kv/queries.yaml --report "
+             "bench.json")
+def bench(
+    queries: Annotated[Path, typer.Option("--queries", help="The queries file (see "
+                                          "docs/bench.md).")],
+    config: Config = DEFAULT_CONFIG,
+    dsn: Dsn = None,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Measured runs per query, each "
+                                      "with the next parameter values.")] = 20,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Unmeasured runs per query "
+                                        "first.")] = 2,
+    seq_scan_rows: Annotated[int, typer.Option("--seq-scan-rows", min=0, help="Report "
+                                               "sequential scans of tables of at least this "
+                                               "many rows, with an index proposal.")] = 10_000,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report "
+                                                "here.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown "
+                                                  "report here.")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write a self-contained "
+                                                  "HTML report (with a bar chart) here.")
+                        ] = None,
+) -> None:
+    """Time each query of a queries file on the target (and its equivalent on the source),
+    explain it, and advise indexes; exit 1 if a query errors or misses its expect_ms."""
+    from docshift.bench import BenchOptions, load_queries
+    from docshift.bench import bench as run_bench
+    from docshift.report.bench import print_terminal, render_html, render_markdown
+    from docshift.target.connect import target_dsn
+
+    with _errors():
+        m = _mapping(config)
+        qf = load_queries(queries)
+        opts = BenchOptions(runs=runs, warmup=warmup, seq_scan_rows=seq_scan_rows)
+        with err.status("benchmarking…") as status:
+            rep = run_bench(m, target_dsn(m, dsn), qf, opts,
+                            lambda name: status.update(f"benchmarking {name}…"))
+        print_terminal(console, rep)
+        if report:
+            report.write_text(json.dumps(rep.as_json(), indent=2, default=str))
+        if markdown:
+            markdown.write_text(render_markdown(rep))
+        if html_out:
+            html_out.write_text(render_html(rep))
+        console.print(f"bench {'ok' if rep.ok else 'failed'}: {len(rep.queries)} queries, "
+                      f"{len(rep.advice)} advice item(s) ({rep.seconds:.1f} s)")
+    if not rep.ok:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command(short_help="Prove the migration correct against the source.",

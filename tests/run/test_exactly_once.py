@@ -185,6 +185,28 @@ def test_killing_the_main_process_stops_its_workers_and_a_rerun_loads_nothing_tw
     assert snapshot(dsn) == big_reference
 
 
+@pytest.mark.parametrize(("phase", "sig"), [("finalize", signal.SIGINT),
+                                            ("load", signal.SIGTERM)])
+def test_ctrl_c_in_finalization_and_sigterm_interrupt_and_resume(
+        tmp_path: Path, big_dump: Path, big_reference: dict[str, object], dsn: str,
+        phase: str, sig: signal.Signals) -> None:
+    mapping = write(tmp_path, "docshift.yaml", big_dump, dsn)
+    proc = docshift("run", "-c", str(mapping), "--batch-size", "500", dsn=dsn)
+    if phase == "finalize":
+        assert wait_until(lambda: steps_done(dsn) >= 1, proc)
+    else:
+        assert wait_until(lambda: checkpointed(dsn) >= 5_000, proc)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out.decode()
+    assert b"re-run the same command to resume" in out
+    assert b"Traceback" not in out
+    res = runner.invoke(app, ["status", "-c", str(mapping), "--dsn", dsn])
+    assert "interrupted" in res.output, res.output
+    finish(mapping, dsn, "--batch-size", "500")
+    assert snapshot(dsn) == big_reference
+
+
 def test_a_second_loader_of_the_same_unit_waits_for_the_lease_then_gives_up(
         tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     dump = write_dump(tmp_path / "dump", 200, 100)

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
-import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,8 +19,9 @@ import psycopg
 
 from docshift.dsn import mask
 from docshift.errors import DocshiftError, RunAborted
+from docshift.run.executors import Executor, LocalPool, open_executor
 from docshift.run.finalize import FinalizeReport, finalize
-from docshift.run.worker import Progress, run_unit, worker_main
+from docshift.run.worker import Progress
 from docshift.spec.model import Mapping
 from docshift.target.connect import connect
 from docshift.target.prepare import (
@@ -57,6 +55,11 @@ class RunOptions:
     restart: bool = False
     max_errors: int | None = None
     split_min_docs: int | None = None
+    executor: str = "local"
+    """Where units load: ``local`` (this process, or ``workers`` processes) or ``dask``."""
+    scheduler: str | None = None
+    """With ``executor="dask"``: a scheduler address (``tcp://host:8786``) or ``local:N``
+    for a LocalCluster of N worker processes (default ``local:<workers>``)."""
 
 
 @dataclass
@@ -182,8 +185,12 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None,
             return _summarize(conn, m, run.run_id, started, already=True)
         if run is not None:
             check_source_unchanged(m, dsn, units(conn, run.run_id))
-        workers = _capped_workers(opts.workers, ui)
-        pool = WorkerPool(m, dsn, opts, workers) if workers > 1 else None
+        workers = _capped_workers(opts.workers, ui) if opts.executor == "local" else 1
+        pool = open_executor(m, dsn, opts, workers)
+        if opts.executor != "local":
+            # units are planned (split) for what the cluster loads at once
+            opts = replace(opts, workers=pool.slots)
+            workers = min(pool.slots, _capped_workers(pool.slots, UI()))
         try:
             run_id = _prepare(conn, m, dsn, opts, run, h, ui)
             todo = units(conn, run_id)
@@ -202,8 +209,7 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None,
                 set_run_status(conn, run_id, "interrupted")
                 raise
         finally:
-            if pool is not None:
-                pool.shutdown()
+            pool.shutdown()
         pending = conn.execute("SELECT stream FROM docshift.checkpoints WHERE run_id = %s "
                                "AND NOT done ORDER BY stream", (run_id,)).fetchall()
         if pending or not todo:
@@ -216,6 +222,11 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None,
         ui.phase("finalize")
 
         def step(name: str) -> None:
+            # a stop request during finalization takes effect between steps (each step is
+            # one transaction, recorded when done, so the resumed run goes on from here)
+            if stop.is_set():
+                raise Interrupted("interrupted during finalization; re-run the same command "
+                                  "to resume")
             p = phase_of_step(name, kinds)
             if p is not None and clock.enter(p):
                 ui.phase(p)
@@ -362,7 +373,7 @@ def _fingerprint(stream: object, u: Unit) -> dict[str, Any] | None:
 
 
 def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: RunOptions,
-                  ui: UI, conn: psycopg.Connection, pool: WorkerPool | None,
+                  ui: UI, conn: psycopg.Connection, pool: Executor,
                   stop: threading.Event) -> None:
     errors = [_rejected_so_far(conn, run_id)]
     aborted: list[str] = []
@@ -375,106 +386,18 @@ def _load_streams(m: Mapping, dsn: str, run_id: int, streams: list[Unit], opts: 
                            f"{opts.max_errors}")
             stop.set()
 
-    if pool is None:
-        for s in streams:
-            if not run_unit(m, dsn, run_id, s, opts.batch_size, stop.is_set, on_progress,
-                            on_wait=ui.message):
-                break
-    else:
-        pool.run(run_id, streams, on_progress, stop, ui)
+    pool.run(run_id, streams, on_progress, stop, ui)
     if aborted:
         raise RunAborted(f"run aborted: {aborted[0]}",
-                         hint="See them with `docshift rejects`; re-run to continue.")
+                         hint="See them with `docshift rejects`; fix the source or the "
+                         "mapping, or re-run with a higher --max-errors (or without it) to "
+                         "continue from the checkpoints.")
     if stop.is_set():
         raise Interrupted("interrupted; re-run the same command to resume")
 
 
-class WorkerPool:
-    """Worker processes for ``--workers N``.
-
-    They are started before the run is prepared, so that their start-up (a new interpreter
-    importing docshift) overlaps the preparation instead of delaying the load.
-    """
-
-    def __init__(self, m: Mapping, dsn: str, opts: RunOptions, workers: int) -> None:
-        ctx = mp.get_context("spawn")
-        self.tasks = ctx.Queue()
-        self.reports = ctx.Queue()
-        self.stop = ctx.Event()
-        self.procs = [ctx.Process(target=worker_main, daemon=True,
-                                  args=(m, dsn, opts.batch_size, self.tasks, self.reports,
-                                        self.stop, os.getpid()))
-                      for _ in range(workers)]
-        for p in self.procs:
-            p.start()
-        self._closed = False
-
-    def run(self, run_id: int, units: list[Unit], on_progress: Callable[[Progress], None],
-            stop: threading.Event, ui: UI) -> None:
-        """Load ``units`` on the workers; returns when every worker has finished."""
-        for u in units:
-            self.tasks.put((run_id, u))
-        self.close()
-
-        def handle(msg: Any) -> Any:
-            if not isinstance(msg, tuple):
-                on_progress(msg)
-            elif msg[0] == "message":
-                ui.message(msg[1])
-            else:
-                return msg
-            return None
-
-        failure = None
-        while True:
-            try:
-                msg = self.reports.get(timeout=0.2)
-            except queue.Empty:
-                if stop.is_set():
-                    self.stop.set()
-                if not any(p.is_alive() for p in self.procs):
-                    break
-                continue
-            bad = handle(msg)
-            if bad is not None:
-                failure = failure or bad
-                self.stop.set()
-            if stop.is_set():
-                self.stop.set()
-        for p in self.procs:
-            p.join()
-        # drain what the last batches reported
-        while True:
-            try:
-                msg = self.reports.get_nowait()
-            except queue.Empty:
-                break
-            failure = failure or handle(msg)
-        if failure:
-            _, unit, message, hint = failure
-            raise DocshiftError(f"work unit {unit}: {message}", hint=hint)
-        crashed = [p.exitcode for p in self.procs if p.exitcode not in (0, None)]
-        if crashed and not stop.is_set():
-            raise DocshiftError(
-                f"{len(crashed)} worker process(es) ended unexpectedly (exit codes "
-                f"{', '.join(map(str, crashed))})",
-                hint="Nothing committed is lost: re-run to resume from the checkpoints.")
-
-    def close(self) -> None:
-        """No more work: each worker exits once the queue is empty."""
-        if not self._closed:
-            for _ in self.procs:
-                self.tasks.put(None)
-            self._closed = True
-
-    def shutdown(self) -> None:
-        """Stop the workers (after an error before or during the load)."""
-        self.close()
-        self.stop.set()
-        for p in self.procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.terminate()
+WorkerPool = LocalPool
+"""The local worker processes (``docshift.run.executors.LocalPool``), under their old name."""
 
 
 def _summarize(conn: psycopg.Connection, m: Mapping, run_id: int, started: float,
