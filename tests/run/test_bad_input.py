@@ -208,3 +208,45 @@ def test_a_source_changed_between_interrupt_and_resume_is_refused(
     res = runner.invoke(app, ["run", "-c", str(path), "--restart"])
     assert res.exit_code == 0, res.output
     assert loaded(conn) == {f"person {i}" for i in range(1000, 1300)}
+
+
+KV_MAPPING = """
+source: {kind: postgres_kv, table: kvt}
+target: {dsn: "%(dsn)s"}
+tables:
+  items:
+    keys: "item:{id}"
+    primary_key: id
+    extra: more
+    columns:
+      id: {type: text, from: $key.id}
+      name: text
+      n: integer
+  item_sets:
+    keys: "item_set:{id}"
+    unnest: $
+    columns:
+      set_id: {type: text, from: $key.id}
+      item_id: {type: text, from: $item}
+"""
+
+
+def test_key_value_values_that_are_not_objects_are_quarantined_not_loaded_empty(
+        tmp_path: Path, dsn: str, conn: psycopg.Connection) -> None:
+    from psycopg.types.json import Jsonb
+
+    conn.execute("CREATE TABLE kvt (key text PRIMARY KEY, value jsonb)")
+    rows = [("item:1", {"name": "ok", "n": 1}), ("item:2", ["lost", "data"]),
+            ("item:3", "a string"), ("item:4", 42), ("item:5", None),
+            ("item_set:a", ["1", "2"])]  # an array is what an unnest: $ table reads
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO kvt VALUES (%s, %s)", [(k, Jsonb(v)) for k, v in rows])
+    path = tmp_path / "docshift.yaml"
+    path.write_text(KV_MAPPING % {"dsn": dsn})
+    res = runner.invoke(app, ["run", "-c", str(path)])
+    assert res.exit_code == 3, res.output
+    assert conn.execute("SELECT id, name FROM items").fetchall() == [("1", "ok")]
+    assert conn.execute("SELECT count(*) FROM item_sets").fetchone()[0] == 2
+    got = conn.execute("SELECT source_key, table_name, error_class FROM docshift.rejects "
+                       "ORDER BY source_key").fetchall()
+    assert got == [(f"item:{i}", "items", "not_an_object") for i in (2, 3, 4, 5)]

@@ -156,6 +156,9 @@ class CompiledFeed:
     unnested container), each with whether everything under it is read."""
     unnest_segments: tuple[str, ...] | None = None
     row: RowFunction | None = None
+    reads_fields: bool = False
+    """Whether the feed reads fields of the document (so it must be an object): a column or
+    the unnest path reads a document path, or the table keeps a catch-all."""
 
 
 @dataclass(slots=True)
@@ -229,6 +232,11 @@ class StreamPlan:
                                                      cache)):
                     filtered = True  # the key belongs to this table but is filtered out
                     continue
+                if feed.reads_fields and type(doc) is not dict:
+                    raise ConversionError(
+                        f"the value is {_kind_of(doc)}, not an object, and table "
+                        f"{feed.table!r} reads fields from it", error_class="not_an_object",
+                        value=doc)
                 matched.append(i)
                 rows = out.rows.setdefault(feed.table, [])
                 first = len(rows)
@@ -615,7 +623,29 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
         extra=table.extra is not None,
         consumed=consumed,
         unnest_segments=unnest_segs,
+        reads_fields=(table.extra is not None
+                      or any(_reads_document(c.path) for c in columns)
+                      or (feed.unnest is not None and _reads_document(feed.unnest))),
     )
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if type(value) is list:
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def _reads_document(path: str) -> bool:
+    """Whether ``path`` reads a field of the source document (not its key, item or index)."""
+    return not path.startswith("$") or path.startswith("$.")
 
 
 def _unnest_segments(unnest: str | None) -> tuple[str, ...] | None:
