@@ -250,3 +250,22 @@ def test_key_value_values_that_are_not_objects_are_quarantined_not_loaded_empty(
     got = conn.execute("SELECT source_key, table_name, error_class FROM docshift.rejects "
                        "ORDER BY source_key").fetchall()
     assert got == [(f"item:{i}", "items", "not_an_object") for i in (2, 3, 4, 5)]
+
+
+def test_a_key_value_row_updated_between_interrupt_and_resume_is_refused(
+        tmp_path: Path, dsn: str, conn: psycopg.Connection) -> None:
+    from psycopg.types.json import Jsonb
+
+    conn.execute("CREATE TABLE kvt (key text PRIMARY KEY, value jsonb)")
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO kvt VALUES (%s, %s)",
+                        [(f"item:{i:04}", Jsonb({"name": f"n{i}", "n": i})) for i in range(300)])
+    path = tmp_path / "docshift.yaml"
+    path.write_text(KV_MAPPING % {"dsn": dsn})
+    interrupt_after_first_batch(load_mapping(path), dsn)
+    # an already loaded row changes: its key stays, its value (and row version) does not
+    conn.execute("""UPDATE kvt SET value = '{"name": "renamed", "n": 1}' WHERE key = 'item:0001'""")
+    res = runner.invoke(app, ["run", "-c", str(path)])
+    assert res.exit_code == 1, res.output
+    assert "the source changed" in res.output and "--restart" in res.output
+    assert "inserted, updated or deleted" in res.output

@@ -136,11 +136,15 @@ def test_kv_fingerprint(dsn: str, conn: psycopg.Connection) -> None:
         fp = stream.fingerprint("k010", "k050")
         assert json.loads(json.dumps(fp)) == fp
         assert stream.fingerprint("k010", "k050") == fp
-        # rows added or removed elsewhere do not matter; the estimate is not part of it
+        # rows added or removed outside the unit do not matter; the estimate is not part of it
         conn.execute("INSERT INTO kv VALUES ('k200', '{}')")
-        conn.execute("DELETE FROM kv WHERE key = 'k030'")
+        conn.execute("DELETE FROM kv WHERE key = 'k005'")
         conn.execute("ANALYZE kv")
         assert describe_change(fp, stream.fingerprint("k010", "k050")) is None
+        # inside it, any insert, update or delete does, boundaries or not
+        conn.execute("""UPDATE kv SET value = '{"x": 1}' WHERE key = 'k030'""")
+        change = describe_change(fp, stream.fingerprint("k010", "k050"))
+        assert change is not None and "inserted, updated or deleted" in change
         conn.execute("DELETE FROM kv WHERE key IN ('k011', 'k050')")
         change = describe_change(fp, stream.fingerprint("k010", "k050"))
         assert change is not None and "public.kv" in change

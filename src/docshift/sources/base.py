@@ -199,7 +199,7 @@ _BOUNDARY_FACTS = {
 
 
 _DESCRIBED = {"source", "size", "mtime_ns", "samples", "start", "end", "first_after_start",
-              *_BOUNDARY_FACTS}
+              "rows_and_versions", *_BOUNDARY_FACTS}
 
 
 def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str | None:
@@ -229,6 +229,10 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str | None:
         where = "" if old.get("start") is None else f" after {old['start']}"
         facts.append(f"the first document{where} is now {_show(new.get('first_after_start'))} "
                      f"instead of {_show(old.get('first_after_start'))}")
+    before, after = old.get("rows_and_versions"), new.get("rows_and_versions")
+    if before != after and before is not None and after is not None:
+        facts.append(f"rows of the unit's key range were inserted, updated or deleted "
+                     f"({before[0]:,} rows then, {after[0]:,} now)")
     for key in sorted(set(old) | set(new)):
         if key not in _DESCRIBED and old.get(key) != new.get(key):
             facts.append(f"its {key} changed from {_show(old.get(key))} to "

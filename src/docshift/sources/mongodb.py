@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -101,6 +102,33 @@ def _bracket_of(value: Any) -> int:
     return _BRACKET_INDEX[name]
 
 
+def _sort_key(value: Any) -> tuple[Any, ...] | None:
+    """A key that orders ``_id`` values as MongoDB sorts them; None for the types whose
+    order is not reproduced here (objects, binary, code, …)."""
+    b = _bracket_of(value)
+    name = _BRACKETS[b].name
+    if name == "number":
+        number = value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
+        # NaN sorts first among numbers
+        return (b, 0, 0) if number.is_nan() else (b, 1, number)
+    if name == "string":
+        return (b, value.encode("utf-8", "surrogatepass"))
+    if name == "objectId":
+        return (b, value.binary)
+    if name == "bool":
+        return (b, bool(value))
+    if name == "date":
+        if isinstance(value, DatetimeMS):
+            return (b, int(value))
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return (b, round(aware.timestamp() * 1000))
+    if name == "timestamp":
+        return (b, value.time, value.inc)
+    if _BRACKETS[b].single:
+        return (b,)
+    return None
+
+
 def _after_filter(last: Any) -> dict[str, Any]:
     """``_id`` filter for the values after ``last`` within its bracket."""
     if (isinstance(last, float) and math.isnan(last)) or (
@@ -126,6 +154,7 @@ class MongoStream:
         self.name = name
         self._source = source
         self._collection = _with_codec(source.database[name])
+        self._bounds: dict[str, tuple[int, tuple[Any, ...] | None]] = {}
 
     def _where(self) -> str:
         return f"collection {self._source.database.name}.{self.name}"
@@ -164,6 +193,70 @@ class MongoStream:
         first = next(self._read(start, 1), None)
         facts["first_after_start"] = None if first is None else first.position
         return facts
+
+    def split(self, parts: int) -> list[str]:
+        """``_id``s cutting the collection into ``parts`` ranges of about equal counts.
+
+        Each boundary is an existing ``_id`` (as a position) of a type :meth:`past` can
+        order without the server: numbers, strings, ObjectIds, booleans, dates, timestamps.
+        """
+        if parts < 2:
+            return []
+        n = self.estimate_count() or 0
+        bounds: list[str] = []
+        last: tuple[Any, ...] | None = None
+        for k in range(1, parts):
+            # skip walks the _id index once per boundary: a planning cost, paid once per run
+            try:
+                found = list(self._collection.find({}, {"_id": 1}).sort("_id", pymongo.ASCENDING)
+                             .skip(n * k // parts).limit(1))
+            except PyMongoError as exc:
+                raise self._source.error(f"cannot read {self._where()}", exc) from exc
+            if not found:
+                break
+            order = _sort_key(found[0]["_id"])
+            if order is None or (last is not None and order <= last):
+                continue
+            bounds.append(canonical_ejson(found[0]["_id"]))
+            last = order
+        return bounds
+
+    def past(self, position: str, end: str) -> bool:
+        """Whether ``_id`` ``position`` sorts after ``_id`` ``end`` (``end`` from :meth:`split`)."""
+        value = self._parse_position(position)
+        mine = _sort_key(value)
+        if end not in self._bounds:
+            bound_value = self._parse_position(end)
+            self._bounds[end] = (_bracket_of(bound_value), _sort_key(bound_value))
+        end_bracket, bound = self._bounds[end]
+        if mine is None or bound is None:
+            # an _id whose order inside its bracket is not known here: brackets decide
+            return _bracket_of(value) > end_bracket
+        return mine > bound
+
+    def count_between(self, start: str | None, end: str | None) -> int:
+        """Documents with ``start < _id <= end`` (None: open end), bracket by bracket."""
+        first = 0 if start is None else _bracket_of(self._parse_position(start))
+        final = len(_BRACKETS) - 1 if end is None else _bracket_of(self._parse_position(end))
+        total = 0
+        for b in range(first, final + 1):
+            spec = _BRACKETS[b]
+            cond: dict[str, Any] = dict(spec.enter)
+            if start is not None and b == first:
+                if spec.single:
+                    continue
+                cond = _after_filter(self._parse_position(start))
+            if end is not None and b == final and not spec.single:
+                cond = {**cond, "$lte": self._parse_position(end)}
+            try:
+                total += int(self._collection.count_documents({"_id": cond}))
+            except NotImplementedError:
+                # mongomock cannot evaluate $type for some rare types; the reader reads
+                # nothing of them either. A server always can.
+                continue
+            except PyMongoError as exc:
+                raise self._source.error(f"cannot count {self._where()}", exc) from exc
+        return total
 
     def read(self, after: str | None = None) -> Iterator[SourceDocument]:
         """Yield the collection's documents in ``_id`` order, after the ``_id`` ``after``."""

@@ -84,6 +84,13 @@ class KvStream:
         key_only = sql.SQL("SELECT {}::text FROM {} WHERE ").format(key, table)
         self._first_key = key_only + sql.SQL("{} IS NOT NULL").format(key) + tail
         self._next_key = key_only + after + tail
+        # every row's key and xmin (the transaction that wrote that version of it): any
+        # insert, update or delete in a range changes the sum; values are not read
+        upto = (sql.SQL('{} COLLATE "C" <= %(end)s').format(key) if key_type.collatable
+                else sql.SQL("{} <= CAST(%(end)s AS {})").format(key, sql.SQL(key_type.type)))
+        self._digest_sql = (sql.SQL(
+            "SELECT count(*), coalesce(sum(hashtextextended({}::text || ':' || xmin::text, 0)),"
+            " 0)::text FROM {} WHERE {} IS NOT NULL").format(key, table, key), after, upto)
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
@@ -165,7 +172,26 @@ class KvStream:
             self._run(cur, query, {"after": start, "limit": 1})
             row = cur.fetchone()
             facts["first_after_start"] = None if row is None else row[0]
+            facts["rows_and_versions"] = self._digest(cur, start, end)
         return facts
+
+    def _digest(self, cur: psycopg.Cursor[Any], start: str | None,
+                end: str | None) -> list[Any] | None:
+        """Row count and a sum over (key, row version) of the unit's range; None when the
+        source has no row versions to read (a view)."""
+        base, after, upto = self._digest_sql
+        query = base
+        if start is not None:
+            query += sql.SQL(" AND ") + after
+        if end is not None:
+            query += sql.SQL(" AND ") + upto
+        try:
+            with cur.connection.transaction():
+                cur.execute(query, {"after": start, "end": end})
+                row = cur.fetchone()
+        except psycopg.errors.UndefinedColumn:
+            return None
+        return None if row is None else [int(row[0]), row[1]]
 
     def _run(self, cur: psycopg.Cursor[Any], query: sql.Composed, params: dict[str, Any]) -> None:
         try:
