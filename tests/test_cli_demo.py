@@ -38,6 +38,7 @@ def test_demo_migrates_both_datasets_exactly_and_can_run_twice(home: Path) -> No
         assert res.output.count("✓ every table holds exactly") == 2
         assert "docshift_demo_crm" in res.output and "docshift_demo_kv" in res.output
         assert "psql" in res.output
+        assert "on the source" in res.output  # the key-value queries, timed on both sides
 
 
 def test_generate_crm_and_kv_files(tmp_path: Path) -> None:
