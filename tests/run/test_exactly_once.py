@@ -144,6 +144,21 @@ def gone(pids: list[int], within: float) -> bool:
 # --- workers never outlive their parent ----------------------------------------------------
 
 N_BIG = 30_000  # users and accounts each: the load takes several seconds with two workers
+N_HUGE = 50_000  # for the kill loop: 100,000 documents
+
+
+def reference_of(dump: Path, tmp: Path, server_dsn: str) -> dict[str, object]:
+    """The snapshot an uninterrupted run of ``dump`` leaves."""
+    from docshift.target.connect import recreate_database
+
+    name = f"dsref_{os.getpid()}_{dump.parent.name}"
+    dsn = recreate_database(server_dsn, name)
+    mapping = write(tmp, "ref.yaml", dump, dsn)
+    finish(mapping, dsn, "--batch-size", "500")
+    snap = snapshot(dsn)
+    with psycopg.connect(server_dsn, autocommit=True) as c:
+        c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    return snap
 
 
 @pytest.fixture(scope="module")
@@ -154,15 +169,18 @@ def big_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def big_reference(big_dump: Path, tmp_path_factory: pytest.TempPathFactory,
                   server_dsn: str) -> dict[str, object]:
-    from docshift.target.connect import recreate_database
+    return reference_of(big_dump, tmp_path_factory.mktemp("ref"), server_dsn)
 
-    dsn = recreate_database(server_dsn, f"dsref_{os.getpid()}")
-    mapping = write(tmp_path_factory.mktemp("ref"), "ref.yaml", big_dump, dsn)
-    finish(mapping, dsn, "--batch-size", "500")
-    snap = snapshot(dsn)
-    with psycopg.connect(server_dsn, autocommit=True) as c:
-        c.execute(f'DROP DATABASE "dsref_{os.getpid()}" WITH (FORCE)')
-    return snap
+
+@pytest.fixture(scope="module")
+def huge_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_dump(tmp_path_factory.mktemp("huge") / "dump", N_HUGE, N_HUGE)
+
+
+@pytest.fixture(scope="module")
+def huge_reference(huge_dump: Path, tmp_path_factory: pytest.TempPathFactory,
+                   server_dsn: str) -> dict[str, object]:
+    return reference_of(huge_dump, tmp_path_factory.mktemp("ref"), server_dsn)
 
 
 def test_killing_the_main_process_stops_its_workers_and_a_rerun_loads_nothing_twice(
@@ -334,15 +352,15 @@ def test_workers_are_capped_with_a_message(tmp_path: Path, dsn: str,
 @pytest.mark.slow
 @pytest.mark.parametrize(("workers", "group"), [("1", True), ("2", True), ("2", False)])
 def test_kill_at_random_moments_then_resume_gives_identical_tables(
-        tmp_path: Path, big_dump: Path, big_reference: dict[str, object], dsn: str,
+        tmp_path: Path, huge_dump: Path, huge_reference: dict[str, object], dsn: str,
         workers: str, group: bool) -> None:
-    mapping = write(tmp_path, "docshift.yaml", big_dump, dsn)
+    mapping = write(tmp_path, "docshift.yaml", huge_dump, dsn)
     rng = random.Random(f"{workers}-{group}")
-    total = 2 * N_BIG
-    # moments: two while preparing, eight while loading, one while finalizing
+    total = 2 * N_HUGE
+    # moments: two while preparing, seven while loading, two while finalizing
     moments: list[tuple[str, int]] = [("prepare", 0), ("planned", 0)]
-    moments += [("load", n) for n in sorted(rng.sample(range(1, total), 8))]
-    moments += [("finalize", 1)]
+    moments += [("load", n) for n in sorted(rng.sample(range(1, total), 7))]
+    moments += [("finalize", 1), ("finalize", rng.randint(2, 12))]
     kills = 0
     for phase, target in moments:
         proc = docshift("run", "-c", str(mapping), "--batch-size", "500", "--workers",
@@ -355,7 +373,7 @@ def test_kill_at_random_moments_then_resume_gives_identical_tables(
             cond = lambda t=target: checkpointed(dsn) >= t  # noqa: E731
         else:
             before = steps_done(dsn)
-            cond = lambda b=before: steps_done(dsn) > b  # noqa: E731
+            cond = lambda b=before + target - 1: steps_done(dsn) > b  # noqa: E731
         if wait_until(cond, proc):
             if group:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -365,4 +383,4 @@ def test_kill_at_random_moments_then_resume_gives_identical_tables(
         proc.wait()
     assert kills >= 8
     finish(mapping, dsn, "--batch-size", "500", "--workers", workers)
-    assert snapshot(dsn) == big_reference
+    assert snapshot(dsn) == huge_reference

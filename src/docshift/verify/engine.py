@@ -2,8 +2,9 @@
 target (in temporary tables of the verifier's own session), and compare set-based in SQL.
 
 The expected rows come from :mod:`docshift.verify.expect`, never from the loader; the
-loader's counters and checkpoints are never read. The quarantine is read only to accept a
-document as quarantined, and a quarantined document is then checked to be absent.
+loader's counters and positions are never read (of the checkpoints, only the work units'
+numbers and bounds, to number documents as the run did). The quarantine is read only to
+accept a document as quarantined, and a quarantined document is then checked to be absent.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from psycopg import sql
 from docshift.errors import DocshiftError
 from docshift.spec.check import resolve_reference
 from docshift.spec.model import Mapping
+from docshift.target.state import doc_id
 from docshift.verify import ledger
 from docshift.verify.expect import (
     FILTERED,
@@ -120,6 +122,48 @@ def _describe_source(m: Mapping, mask: Any) -> str:
     return f"{s.kind} {s.path}"
 
 
+def _ledger_message(led: StreamLedger) -> str:
+    return (f"{led.documents} documents: {led.loaded} loaded, {led.quarantined} quarantined, "
+            f"{led.filtered} filtered, {led.ignored} ignored, {led.unmatched} unmatched, "
+            f"{led.unaccounted} unaccounted")
+
+
+class _RunNumbers:
+    """Numbers the documents of one stream, read from its start, as the run numbered them:
+    ``unit_no << 40 | ordinal``, a unit ending at its ``end`` position, as a worker stops."""
+
+    def __init__(self, stream: Any, units: list[ledger.Unit] | None) -> None:
+        self.units = units or []
+        self.past = getattr(stream, "past", None)
+        self.i = self.ordinal = 0
+
+    def next(self, position: str) -> int | None:
+        """The run's number of the document at ``position`` (the next one read)."""
+        if not self.units:
+            return None
+        while (self.i + 1 < len(self.units) and self.units[self.i].end is not None
+               and self.past is not None and self.past(position, self.units[self.i].end)):
+            self.i, self.ordinal = self.i + 1, 0
+        number = doc_id(self.units[self.i].number, self.ordinal)
+        self.ordinal += 1
+        return number
+
+
+@dataclass
+class _Entries:
+    """The quarantine entries of one stream's documents: by the document's number in the run
+    where the entry has one, else by source key."""
+
+    by_doc: dict[int, list[ledger.Quarantined]]
+    by_key: dict[tuple[str, str | None], list[ledger.Quarantined]]
+    units: list[ledger.Unit] | None
+
+    def of(self, stream: str, key: str, number: int | None) -> list[ledger.Quarantined]:
+        out = [] if number is None else [
+            q for q in self.by_doc.get(number, []) if stream in q.streams and q.source_key == key]
+        return out + self.by_key.get((stream, key), [])
+
+
 FLOAT_SUM_TOLERANCE = 1e-9
 """Relative tolerance for sums of real / double precision columns: a float sum depends on
 the order of its terms, which differs between two scans."""
@@ -144,6 +188,12 @@ class _Verifier:
                                        f"_v_res_{i}")
         self.quarantine = ledger.quarantined(conn, run_id)
         self.sample: dict[str, list[int]] = {}
+        # the ledger of each stream and its check, by the stream's number in the verifier
+        self.ledgers: dict[int, StreamLedger] = {}
+        self.stream_checks: dict[int, Check] = {}
+        # documents with only row-level quarantine entries: counted as quarantined, yet some
+        # of their rows are expected
+        self.partly_quarantined: set[int] = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -225,8 +275,15 @@ class _Verifier:
                      sql.SQL("{} text").format(sql.Identifier(_KIND))]
             self.conn.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(
                 sql.Identifier(t.exp), sql.SQL(", ").join(defs)))
+        units = ledger.units(self.conn, self.rep.environment["run_id"])
+        # an entry naming its document by number is matched by that number (several documents
+        # may share a key); one without (older state, or no numbered units) by its key
+        by_doc: dict[int, list[ledger.Quarantined]] = {}
         by_key: dict[tuple[str, str | None], list[ledger.Quarantined]] = {}
         for q in self.quarantine:
+            if q.doc_id is not None and all(s in units for s in q.streams):
+                by_doc.setdefault(q.doc_id, []).append(q)
+                continue
             for s in q.streams:
                 by_key.setdefault((s, q.source_key), []).append(q)
         used: set[int] = set()
@@ -236,36 +293,39 @@ class _Verifier:
         rng = random.Random(self.opts.seed)
         for number, stream in enumerate(streams):
             assert stream is not None
-            self._read_stream(src, number, stream, by_key, used, rng)
+            self._read_stream(src, number, stream, _Entries(by_doc, by_key, units.get(stream)),
+                              used, rng)
         for t in self.tables.values():
             self._flush(t)
-        stray = [q for i, q in enumerate(self.quarantine) if i not in used
-                 and id(q) not in used]
         stray = [q for q in self.quarantine if id(q) not in used]
         self.add("reconciliation", "quarantine entries name source documents", "(quarantine)",
                  FAIL if stray else PASS, expected=0, actual=len(stray),
                  differences=[Difference(q.source_key, q.field, None, None,
                                          f"entry ({q.error_class}) of {','.join(q.streams)} "
-                                         "names no document of the source")
+                                         + ("names no document of the source" if q.doc_id is None
+                                            else f"names document {q.doc_id}, which is not a "
+                                            "document of the source with this key"))
                               for q in stray[:self.cap]], differences_total=len(stray))
+        self._unquarantined_duplicates()
 
-    def _read_stream(self, src: Any, number: int, stream: str,
-                     by_key: dict[tuple[str, str | None], list[ledger.Quarantined]],
+    def _read_stream(self, src: Any, number: int, stream: str, entries: _Entries,
                      used: set[int], rng: random.Random) -> None:
         reader = StreamReader(self.m, stream)
         led = StreamLedger(stream)
         self.rep.streams.append(led)
+        source_stream = src.stream(stream)
+        numbers = _RunNumbers(source_stream, entries.units)
         unaccounted: list[Difference] = []
         unexpected: list[Difference] = []
         unmapped: Counter[str] = Counter()
         examples: dict[str, str] = {}
         reservoir: list[int] = []
         seen_loaded = 0
-        for ordinal, sdoc in enumerate(src.stream(stream).read()):
+        for ordinal, sdoc in enumerate(source_stream.read()):
             led.documents += 1
             doc_no = (number << 40) | ordinal
             exp = reader.read(sdoc)
-            qs = by_key.get((stream, sdoc.key), [])
+            qs = entries.of(stream, sdoc.key, numbers.next(sdoc.position))
             for q in qs:
                 used.add(id(q))
             whole = [q for q in qs if q.whole_document]
@@ -273,6 +333,8 @@ class _Verifier:
                 led.quarantined += 1
                 if exp.outcome == LOADED:
                     partial = {q.table for q in qs if not q.whole_document}
+                    if not whole:
+                        self.partly_quarantined.add(doc_no)
                     for table, rows in exp.rows.items():
                         kind = (QUARANTINED if whole else
                                 OPTIONAL if table in partial else NORMAL)
@@ -313,18 +375,73 @@ class _Verifier:
         self.sample[stream] = reservoir
         diffs = unaccounted + unexpected
         status = FAIL if unaccounted or not led.balanced else WARN if unexpected else PASS
-        self.add("reconciliation", "every document accounted for", f"stream {stream}", status,
-                 expected=led.documents, actual=led.documents - led.unaccounted,
-                 message=(f"{led.documents} documents: {led.loaded} loaded, {led.quarantined} "
-                          f"quarantined, {led.filtered} filtered, {led.ignored} ignored, "
-                          f"{led.unmatched} unmatched, {led.unaccounted} unaccounted"),
-                 differences=diffs[:self.cap], differences_total=len(diffs))
+        self.stream_checks[number] = self.add(
+            "reconciliation", "every document accounted for", f"stream {stream}", status,
+            expected=led.documents, actual=led.documents - led.unaccounted,
+            message=_ledger_message(led), differences=diffs[:self.cap],
+            differences_total=len(diffs))
+        self.ledgers[number] = led
         cover = [Difference(examples[p], p, n, None, f"{n} document(s) have this field; no "
                             "column reads it and no 'ignore' names it")
                  for p, n in unmapped.most_common()]
         self.add("coverage", "unmapped source fields", f"stream {stream}",
                  WARN if cover else PASS, expected=0, actual=len(cover),
                  differences=cover[:self.cap], differences_total=len(cover))
+
+    def _unquarantined_duplicates(self) -> None:
+        """A document whose row repeats a key of an earlier document (or of another row of
+        its own) under ``on_duplicate: reject`` must have been quarantined by the run.
+
+        Keys are taken in the run's order (tables in load order, each table's keys in
+        order), and a document found here is withheld before the next key is looked at,
+        as the run withholds it. What is left is the first document in source order for
+        every key.
+        """
+        kind, doc, src = (sql.Identifier(x) for x in (_KIND, _DOC, _SRC))
+        for name in self.m.tables_in_load_order():
+            t = self.tables[name]
+            spec = self.m.tables[name]
+            for cols in spec.unique_keys():
+                if spec.duplicate_policy(cols) != "reject" or any(
+                        c not in t.columns for c in cols):
+                    continue
+                keys = sql.SQL(", ").join(map(sql.Identifier, cols))
+                nn = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c))
+                                           for c in cols)
+                found = self.rows(sql.SQL(
+                    "SELECT {doc}, min({src}), min(v) FROM (SELECT {doc}, {src}, {val} AS v, "
+                    "row_number() OVER (PARTITION BY {keys} ORDER BY {doc}) AS rn FROM {e} e "
+                    "WHERE {kind} = 'n' AND {nn}) r WHERE rn > 1 GROUP BY {doc} "
+                    "ORDER BY {doc}").format(
+                    doc=doc, src=src, val=self._key_text("e", cols), keys=keys,
+                    e=sql.Identifier(t.exp), kind=kind, nn=nn))
+                if not found:
+                    continue
+                docs = [d for d, _, _ in found]
+                for other in self.tables.values():
+                    self.conn.execute(sql.SQL(
+                        "UPDATE {e} SET {kind} = 'q' WHERE {kind} = 'n' AND {doc} = ANY(%s)"
+                    ).format(e=sql.Identifier(other.exp), kind=kind, doc=doc), (docs,))
+                for d, key, value in found:
+                    self._unaccounted(d, Difference(
+                        key, ",".join(cols), value, None,
+                        f"repeats ({', '.join(cols)}) = {value} of table {name} held by an "
+                        "earlier row, so the run quarantines it (on_duplicate: reject), but it "
+                        "is not in the quarantine"))
+
+    def _unaccounted(self, doc_no: int, diff: Difference) -> None:
+        """Count a document the read took as loaded as unaccounted after all."""
+        number = doc_no >> 40
+        led, check = self.ledgers[number], self.stream_checks[number]
+        if doc_no not in self.partly_quarantined:
+            led.loaded -= 1
+            led.unaccounted += 1
+        check.status = FAIL
+        check.actual = led.documents - led.unaccounted
+        check.message = _ledger_message(led)
+        if len(check.differences) < self.cap:
+            check.differences.append(diff)
+        check.differences_total += 1
 
     def _emit(self, table: str, rows: list[tuple[Any, ...]], key: str, doc_no: int,
               kind: str) -> None:

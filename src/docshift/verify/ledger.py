@@ -1,8 +1,10 @@
 """What the verifier reads of docshift's own state, in one place.
 
-The verifier never trusts the loader's counters or checkpoints. It reads the quarantine
+The verifier never trusts the loader's counters or positions. It reads the quarantine
 only to accept a document as quarantined (and then checks the document is absent from the
-target), and the removals only to explain a difference it then checks.
+target), the work units only to number the documents it reads as the run numbered them (so
+an entry's ``doc_id`` names one document even when several share a key), and the removals
+only to explain a difference it then checks.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ class Quarantined:
     whole_document: bool
     """True when every row of the document was withheld; False for a row-level entry (an
     older finalization removed only the offending row of ``table``)."""
+    doc_id: int | None = None
+    """The document's number in the run (``unit_no << 40 | ordinal``); None in older state."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A work unit of the run: documents of ``stream`` after ``start`` up to ``end``."""
+
+    number: int
+    stream: str
+    start: str | None
+    end: str | None
 
 
 @dataclass(frozen=True)
@@ -58,22 +72,41 @@ def run_status(conn: psycopg.Connection, run_id: int) -> str:
     return row[0] if row else "unknown"
 
 
+def _has_column(conn: psycopg.Connection, table: str, column: str) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = "
+        "'docshift' AND table_name = %s AND column_name = %s)", (table, column)).fetchone()
+    return bool(row and row[0])
+
+
 def quarantined(conn: psycopg.Connection, run_id: int) -> list[Quarantined]:
     """Every quarantine entry of the run."""
-    has_doc = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = "
-        "'docshift' AND table_name = 'rejects' AND column_name = 'doc_id')").fetchone()
-    doc_col = "doc_id IS NOT NULL" if has_doc and has_doc[0] else "false"
+    doc_col = "doc_id" if _has_column(conn, "rejects", "doc_id") else "NULL::bigint"
     out = []
-    for src, key, table, stage, fld, ec, msg, has_id in conn.execute(
+    for src, key, table, stage, fld, ec, msg, doc in conn.execute(
             f"SELECT source, source_key, table_name, stage, field, error_class, message, "
             f"{doc_col} FROM docshift.rejects WHERE run_id = %s ORDER BY id", (run_id,)):
         # an entry made while loading withholds the whole document; one made at
         # finalization does when it names the document by number
-        whole = stage != "finalize" or bool(has_id)
+        whole = stage != "finalize" or doc is not None
         out.append(Quarantined(tuple((src or "").split(",")), key, table, stage, fld, ec,
-                               msg, whole))
+                               msg, whole, doc))
     return out
+
+
+def units(conn: psycopg.Connection, run_id: int) -> dict[str, list[Unit]]:
+    """The run's work units per source stream, in source order; streams whose units carry
+    no number (older state) are left out."""
+    if not _has_column(conn, "checkpoints", "unit_no"):
+        return {}
+    out: dict[str, list[Unit]] = {}
+    numbered: dict[str, bool] = {}
+    for no, stream, start, end in conn.execute(
+            "SELECT unit_no, source_stream, unit_start, unit_end FROM docshift.checkpoints "
+            "WHERE run_id = %s ORDER BY unit_no", (run_id,)):
+        numbered[stream] = numbered.get(stream, True) and no is not None
+        out.setdefault(stream, []).append(Unit(no, stream, start, end))
+    return {s: us for s, us in out.items() if numbered[s]}
 
 
 def removals(conn: psycopg.Connection, run_id: int) -> list[Removal]:
