@@ -87,6 +87,7 @@ def reference(tmp_path: Path, dump: Path, dsn: str) -> dict[str, tuple[int, str]
     return snap
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigkill_at_random_points_then_resume_gives_identical_tables(
         tmp_path: Path, dump: Path, make_dsn: Callable[[], str], workers: str) -> None:
