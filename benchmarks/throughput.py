@@ -1,6 +1,7 @@
 """Throughput of `docshift run` against the physical limit and a hand-written script.
 
     python benchmarks/throughput.py --docs 500000 --workers 2 --repeat 3
+    python benchmarks/throughput.py --docs 500000 --workers 2 --executor dask --scheduler local:2
 
 1. Writes a mongodump of N documents: half users (nested fields flattened, a scalar array
    of tags → a child table, an array of addresses → a child table, a self-reference), half
@@ -510,11 +511,20 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=1, help="runs of each approach; medians")
+    ap.add_argument("--executor", choices=["local", "dask"], default="local",
+                    help="docshift run --executor (dask needs docshift[dask])")
+    ap.add_argument("--scheduler", metavar="ADDRESS|local:N",
+                    help="docshift run --scheduler, with --executor dask")
     ap.add_argument("--prepare", type=Path, metavar="DIR",
                     help="only write the dump and the mapping file (DIR/docshift.yaml)")
     args = ap.parse_args()
     if args.docs < 100:
         ap.error("--docs must be at least 100")
+    if args.scheduler and args.executor != "dask":
+        ap.error("--scheduler needs --executor dask")
+    executor_args = ["--executor", args.executor]
+    if args.scheduler:
+        executor_args += ["--scheduler", args.scheduler]
 
     from docshift.target.connect import recreate_database
 
@@ -548,7 +558,8 @@ def main() -> None:
             checkpoint(server_dsn_)
             m = run_process([sys.executable, "-m", "docshift", "run", "-c", str(cfg),
                              "--workers", str(args.workers),
-                             "--batch-size", str(args.batch_size)], server, tmp / "run.log")
+                             "--batch-size", str(args.batch_size), *executor_args],
+                            server, tmp / "run.log")
             sizes["docshift"] = table_sizes(dsn)
             m.rows = sum(n for _, n, _ in sizes["docshift"].values())
             results["docshift"].append(m)

@@ -244,6 +244,10 @@ class DaskExecutor:
                                             name="docshift-client")
             else:
                 self.client = distributed.Client(scheduler, timeout="20s")
+        except RuntimeError as exc:  # "Nanny failed to start": a worker died starting
+            self.shutdown()
+            raise DocshiftError(f"the local Dask cluster ({scheduler}) did not start: {exc}",
+                                hint="Re-run to resume; nothing committed is lost.") from None
         except (OSError, TimeoutError) as exc:
             self.shutdown()
             raise DocshiftError(

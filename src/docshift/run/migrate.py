@@ -190,7 +190,7 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None,
         if opts.executor != "local":
             # units are planned (split) for what the cluster loads at once
             opts = replace(opts, workers=pool.slots)
-            workers = min(pool.slots, _capped_workers(pool.slots, UI()))
+            workers = _capped_workers(pool.slots, UI())  # finalization's connections
         try:
             run_id = _prepare(conn, m, dsn, opts, run, h, ui)
             todo = units(conn, run_id)
