@@ -141,3 +141,20 @@ tables:
 """
     m = parse_mapping(text)
     assert column_types(m, m.tables["config_items"])["config_id"].sql == "uuid"
+
+
+def test_max_text_chars_in_the_options_rejects_longer_text():
+    text = """
+source: {kind: json, path: "."}
+options: {max_text_chars: 5}
+tables:
+  notes:
+    from: notes
+    columns:
+      body: text
+"""
+    plan = compile_streams(parse_mapping(text))["notes"]
+    ok = plan.build(SourceDocument("a", {"body": "short"}, "1"))
+    assert ok.rejection is None
+    res = plan.build(SourceDocument("b", {"body": "too long"}, "2"))
+    assert res.rejection is not None and res.rejection.error_class == "too_long"

@@ -98,6 +98,7 @@ class OptionsSpec(Strict):
     strip_nul: bool = False
     replace_invalid_utf8: bool = False
     epoch: Literal["s", "ms"] | None = None
+    max_text_chars: int | None = Field(default=None, ge=1)
     on_orphan: OrphanPolicy = "reject"
 
 

@@ -65,6 +65,13 @@ class ConvertOptions:
 DEFAULT_OPTIONS = ConvertOptions()
 
 
+def convert_options(options: Any) -> ConvertOptions:
+    """The conversion settings of a mapping's ``options:`` (an ``OptionsSpec``)."""
+    return ConvertOptions(strip_nul=options.strip_nul,
+                          replace_invalid_utf8=options.replace_invalid_utf8,
+                          epoch=options.epoch, max_text_chars=options.max_text_chars)
+
+
 def _err(error_class: str, reason: str, value: Any) -> ConversionError:
     return ConversionError(reason, error_class=error_class, value=value)
 

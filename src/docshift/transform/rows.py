@@ -25,6 +25,7 @@ from docshift.transform.codegen import RowFunction, compile_row, is_plain, unfor
 from docshift.transform.convert import (
     ConvertOptions,
     FastPath,
+    convert_options,
     converter_for,
     fast_path,
     printable_text,
@@ -532,9 +533,7 @@ def _unmapped_root(doc: Any, tree: dict[Any, Any], memo: dict[Any, Any],
 def compile_streams(m: Mapping) -> dict[str, StreamPlan]:
     """Compile the mapping into one plan per source stream (collection or KV table)."""
     kv = m.source.kind == "postgres_kv"
-    options = ConvertOptions(strip_nul=m.options.strip_nul,
-                             replace_invalid_utf8=m.options.replace_invalid_utf8,
-                             epoch=m.options.epoch)
+    options = convert_options(m.options)
     plans: dict[str, StreamPlan] = {}
     ignore = [pattern_regex(p) for p in m.ignore_keys]
     for tname, table in m.tables.items():

@@ -20,7 +20,7 @@ from docshift.errors import ConversionError
 from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.check import resolve_reference, source_path
 from docshift.spec.model import FeedSpec, Mapping, TableSpec, pattern_regex
-from docshift.transform.convert import ConvertOptions, converter_for
+from docshift.transform.convert import ConvertOptions, convert_options, converter_for
 from docshift.transform.pgtypes import PgType, parse_type
 
 LOADED, FILTERED, IGNORED, UNMATCHED, REJECTED = (
@@ -105,9 +105,7 @@ class StreamReader:
     def __init__(self, m: Mapping, stream: str) -> None:
         self.stream = stream
         self.kv = m.source.kind == "postgres_kv"
-        opts = ConvertOptions(strip_nul=m.options.strip_nul,
-                              replace_invalid_utf8=m.options.replace_invalid_utf8,
-                              epoch=m.options.epoch)
+        opts = convert_options(m.options)
         self.ignore = [pattern_regex(p) for p in m.ignore_keys]
         self.feeds: list[_Feed] = []
         self.report_unmapped: dict[str, bool] = {}
