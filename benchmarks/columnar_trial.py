@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_load import CONSTRAINTS, DDL, TABLES  # noqa: E402
+from reference_load import chunks as whole_documents  # noqa: E402
 from throughput import REFERENCE, Server, drop_database, write_dump  # noqa: E402
 
 with warnings.catch_warnings():
@@ -67,27 +68,9 @@ ACCOUNTS = Schema({
 })
 
 
-def chunks(path: Path) -> Iterator[bytes]:
-    """The file in pieces of whole documents, about CHUNK bytes each."""
-    with path.open("rb") as f:
-        rest = b""
-        while True:
-            data = rest + f.read(CHUNK)
-            if not data:
-                return
-            end = 0
-            while end + 4 <= len(data):
-                size = int.from_bytes(data[end:end + 4], "little")
-                if end + size > len(data):
-                    break
-                end += size
-            yield data[:end]
-            rest = data[end:]
-
-
 def decode(path: Path, schema: Schema) -> pa.Table:
     ctx = PyMongoArrowContext(schema)
-    for chunk in chunks(path):
+    for chunk in whole_documents(path, CHUNK):
         ctx.process_bson_stream(chunk)
     return ctx.finish()
 

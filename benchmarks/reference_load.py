@@ -72,24 +72,30 @@ def oid_uuid(oid: bson.ObjectId) -> uuid.UUID:
                      | ((o & _M36) << 26))
 
 
-def documents(path: Path) -> Iterator[dict]:
-    """Every document of a .bson file, decoded a few megabytes at a time."""
+def chunks(path: Path, size: int = CHUNK) -> Iterator[bytes]:
+    """The file in pieces of whole documents, about ``size`` bytes each."""
     with path.open("rb") as f:
         rest = b""
         while True:
-            data = rest + f.read(CHUNK)
+            data = rest + f.read(size)
             if not data:
                 return
             end = 0
             while end + 4 <= len(data):
-                size = int.from_bytes(data[end:end + 4], "little")
-                if end + size > len(data):
+                n = int.from_bytes(data[end:end + 4], "little")
+                if end + n > len(data):
                     break
-                end += size
+                end += n
             if end == 0:
                 raise ValueError(f"{path}: truncated document")
-            yield from bson.decode_all(data[:end], OPTIONS)
+            yield data[:end]
             rest = data[end:]
+
+
+def documents(path: Path) -> Iterator[dict]:
+    """Every document of a .bson file, decoded a few megabytes at a time."""
+    for chunk in chunks(path):
+        yield from bson.decode_all(chunk, OPTIONS)
 
 
 def copy_sql(table: str, cols: str) -> str:
@@ -140,6 +146,9 @@ def load_accounts(conns: list[psycopg.Connection], path: Path) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) != 3 or sys.argv[1] in ("-h", "--help"):
+        print("usage: python benchmarks/reference_load.py DUMP_DB_FOLDER DSN", file=sys.stderr)
+        raise SystemExit(2)
     dump, dsn = Path(sys.argv[1]), sys.argv[2]
     conns = [psycopg.connect(dsn) for _ in range(3)]
     try:
