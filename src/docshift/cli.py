@@ -5,6 +5,7 @@ codes (0 ok, 1 failure, 2 usage/mapping error, 3 finished with quarantined docum
 from __future__ import annotations
 
 import json
+import math
 import signal
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,6 @@ from typing import Annotated
 import psycopg
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from docshift.errors import DocshiftError, MappingError, RunAborted
 from docshift.spec import Mapping, load_mapping
@@ -363,27 +363,12 @@ def _verified(m: Mapping, dsn: str, quiet: bool) -> bool:
 
 
 def _dry_run(m: Mapping, dsn: str | None) -> None:
+    """``docshift run --dry-run``: exit 3 if some documents would be quarantined."""
+    from docshift.report.dryrun import print_dry_run
     from docshift.run.dryrun import dry_run
 
     rep = dry_run(m, dsn)
-    t = Table(title="dry run: nothing was written")
-    for col in ("table", "rows that would be written"):
-        t.add_column(col)
-    for table, n in rep.rows.items():
-        t.add_row(table, f"{n:,}")
-    console.print(t)
-    if rep.rejects:
-        r = Table(title="would be quarantined")
-        for col in ("source", "table", "field", "error", "documents", "example key"):
-            r.add_column(col)
-        for (src, table, fld, ec), (n, key) in sorted(rep.rejects.items(),
-                                                      key=lambda kv: -kv[1][0]):
-            r.add_row(src, table or "", fld or "", ec, f"{n:,}", key)
-        console.print(r)
-    console.print(f"{rep.documents:,} documents read; duplicates and orphans are resolved "
-                  "after loading and are not counted by a dry run.")
-    if rep.unmatched:
-        console.print(f"[yellow]{rep.unmatched} key(s) matched no table[/]")
+    print_dry_run(console, rep)
     if rep.rejects:
         raise typer.Exit(EXIT_QUARANTINED)
 
@@ -420,10 +405,16 @@ def rejects(
                                                 "document as JSON Lines here.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Also the rows a policy removed or "
                                        "changed (keep_first, on_orphan: null / drop).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the groups (with --all, also "
+                                          "the removals) as JSON for scripts.")] = False,
 ) -> None:
     """List quarantined documents grouped by cause, or export them."""
+    from docshift.report.rejects import print_rejects, rejects_json
     from docshift.run.rejects import export_rejects, group_rejects, group_removals
 
+    if as_json and export:
+        err.print("error: give --json or --export, not both", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
     with _errors():
         m = _mapping(config)
         _, conn = _connect(m, dsn)
@@ -435,36 +426,11 @@ def rejects(
                 console.print(f"wrote {n:,} {what} to {export}")
                 return
             groups = group_rejects(conn)
-            removed = group_removals(conn) if all_ else []
-        if not groups:
-            console.print("Nothing quarantined.")
-        else:
-            total = sum(g.count for g in groups)
-            console.print(f"{total:,} quarantined document(s), by cause:")
-            for g in groups:
-                where = f"{g.table or g.source}.{g.field}" if g.field else (g.table or g.source)
-                console.print(f"  [bold]{g.count:>7,}[/]  {g.error_class:<18} {where}  "
-                              f"[dim](source {g.source}, e.g. key {g.example_key})[/]",
-                              highlight=False, soft_wrap=True)
-                console.print(f"           {g.example_message}", highlight=False,
-                              soft_wrap=True, markup=False)
-        if all_:
-            if not removed:
-                console.print("No row was removed or changed by a policy.")
-            else:
-                total = sum(g.count for g in removed)
-                console.print(f"{total:,} row(s) removed or changed by a policy "
-                              "(documents not quarantined):")
-                for r in removed:
-                    where = f"{r.table}.{r.column}" if r.column else r.table
-                    console.print(f"  [bold]{r.count:>7,}[/]  {r.kind:<18} {where}  "
-                                  f"[dim](e.g. key {r.example_key})[/]", highlight=False,
-                                  soft_wrap=True)
-                    console.print(f"           {r.example_message}", highlight=False,
-                                  soft_wrap=True, markup=False)
-        if groups or removed:
-            console.print("Export them with `docshift rejects "
-                          + ("--all " if all_ else "") + "--export rejects.jsonl`.")
+            removed = group_removals(conn) if all_ else None
+        if as_json:
+            typer.echo(json.dumps(rejects_json(groups, removed), indent=2, default=str))
+            return
+        print_rejects(console, groups, removed)
 
 
 @app.command(short_help="Undo exactly what the migration did to the target.",
@@ -573,6 +539,20 @@ def infer(
                                         database=database, table=table))
 
 
+def _check_scale(factor: float, given: str, also: str = "") -> None:
+    """``--scale`` of ``generate`` and ``demo``: a finite number above 0, checked before
+    anything is written or started."""
+    from rich.markup import escape
+
+    if math.isfinite(factor) and factor > 0:
+        return
+    err.print(f"[red]error:[/] --scale takes a number greater than 0{' ' + also if also else ''}"
+              f", not {escape(repr(given))}", highlight=False)
+    err.print("hint: --scale 1 is the standard size; use e.g. --scale 0.1 for a smaller "
+              "dataset.", highlight=False)
+    raise typer.Exit(EXIT_USAGE)
+
+
 @app.command(epilog="Example: docshift generate crm --scale 2 --bad-rate 0.05 --out ./dump")
 def generate(
     kind: Annotated[str, typer.Argument(help="crm or kv")],
@@ -604,8 +584,8 @@ def generate(
     try:
         factor = gen.LARGE_SCALE if scale == "large" else float(scale)
     except ValueError:
-        err.print(f"--scale takes a number or 'large', not {scale!r}")
-        raise typer.Exit(EXIT_USAGE) from None
+        factor = math.nan
+    _check_scale(factor, scale, "or 'large'")
     with _errors():
         if kind == "crm":
             man = gen.generate_crm(out, scale=factor, seed=seed, edge_cases=edge_cases,
@@ -630,6 +610,7 @@ def demo(
     """Generate data, migrate it into the embedded PostgreSQL, and show where it went."""
     from docshift.run.demo import run_demo
 
+    _check_scale(scale, f"{scale:g}")
     with _errors():
         code = run_demo(console, scale=scale, workers=workers)
     raise typer.Exit(code)
