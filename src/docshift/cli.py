@@ -310,6 +310,7 @@ def run(
         if dry_run:
             _dry_run(m, dsn)
             return
+        _check_file_source(m)
         d = target_dsn(m, dsn)
         log = stack.enter_context(log_file.open("a", encoding="utf-8")) if log_file else None
         header = (f"{m.source.kind} → {redact(d)} (schema {m.target.schema_}, "
@@ -345,6 +346,14 @@ def run(
             console.print(f"[yellow]{res.quarantined} document(s) quarantined[/]: "
                           "see them with `docshift rejects`.")
             raise typer.Exit(EXIT_QUARANTINED)
+
+
+def _check_file_source(m: Mapping) -> None:
+    """A dump or export that cannot be opened is an error before any server is started."""
+    if m.source.kind in ("mongodump", "json"):
+        from docshift.sources import open_source
+
+        open_source(m.source).close()
 
 
 def _verified(m: Mapping, dsn: str, quiet: bool) -> bool:
