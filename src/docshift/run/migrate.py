@@ -31,7 +31,6 @@ from docshift.target.prepare import (
     resolve_existing_types,
 )
 from docshift.target.state import (
-    RUN_LOCK,  # noqa: F401 - re-exported: rollback takes the same lock
     Unit,
     add_units,
     ensure_state,
@@ -166,7 +165,7 @@ def migrate(m: Mapping, dsn: str, opts: RunOptions, ui: UI | None = None,
     ui.phase("prepare")
     with connect(dsn) as conn:
         ensure_state(conn)
-        _lock_run(conn)
+        lock_run(conn)
         if m.target.mode == "existing":
             resolve_existing_types(conn, m)
         h = mapping_hash(m)
@@ -312,7 +311,7 @@ def _prepare(conn: psycopg.Connection, m: Mapping, dsn: str, opts: RunOptions,
     return run_id
 
 
-def _lock_run(conn: psycopg.Connection) -> None:
+def lock_run(conn: psycopg.Connection) -> None:
     """Hold the run lock on ``conn`` or refuse: one run (or rollback) per database at a time."""
     if not hold_run_lock(conn):
         raise DocshiftError(

@@ -9,7 +9,7 @@ too: rollback says how many quarantined documents and recorded removals it disca
 
 from __future__ import annotations
 
-from docshift.run.migrate import _lock_run
+from docshift.run.migrate import lock_run
 from docshift.spec.model import Mapping
 from docshift.target.connect import connect
 from docshift.target.prepare import empty_target
@@ -22,7 +22,7 @@ def rollback(m: Mapping, dsn: str) -> list[str]:
     Takes the run lock: refuses while a run is in progress against the database.
     """
     with connect(dsn) as conn:
-        _lock_run(conn)
+        lock_run(conn)
         if not state_exists(conn):
             return ["Nothing to roll back: docshift has no state in this database."]
         rejects, removals = conn.execute(
