@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 
 from docshift.cli import app
 from docshift.errors import DocshiftError
-from docshift.run.migrate import RUN_LOCK, RunOptions, migrate
+from docshift.run.migrate import RunOptions, migrate
 from docshift.run.rollback import rollback
 from docshift.spec import load_mapping
+from docshift.target.state import RUN_LOCK
 from docshift.transform.ids import objectid_to_uuid
 from tests.run.sample import oid, write_dump, write_mapping
 
