@@ -8,10 +8,10 @@ import json
 import math
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 import typer
@@ -348,6 +348,18 @@ def run(
             raise typer.Exit(EXIT_QUARANTINED)
 
 
+def _write_reports(rep: Any, report: Path | None, markdown: Path | None,
+                   html_out: Path | None, render_markdown: Callable[[Any], str],
+                   render_html: Callable[[Any], str]) -> None:
+    """``--report`` (JSON), ``--markdown`` and ``--html`` of ``verify`` and ``bench``."""
+    if report:
+        report.write_text(json.dumps(rep.as_json(), indent=2, default=str))
+    if markdown:
+        markdown.write_text(render_markdown(rep))
+    if html_out:
+        html_out.write_text(render_html(rep))
+
+
 def _check_file_source(m: Mapping) -> None:
     """A dump or export that cannot be opened is an error before any server is started."""
     if m.source.kind in ("mongodump", "json"):
@@ -663,12 +675,7 @@ def bench(
             rep = run_bench(m, target_dsn(m, dsn), qf, opts,
                             lambda name: status.update(f"benchmarking {name}…"))
         print_terminal(console, rep)
-        if report:
-            report.write_text(json.dumps(rep.as_json(), indent=2, default=str))
-        if markdown:
-            markdown.write_text(render_markdown(rep))
-        if html_out:
-            html_out.write_text(render_html(rep))
+        _write_reports(rep, report, markdown, html_out, render_markdown, render_html)
         console.print(f"bench {'ok' if rep.ok else 'failed'}: {len(rep.queries)} queries, "
                       f"{len(rep.advice)} advice item(s) ({rep.seconds:.1f} s)")
     if not rep.ok:
@@ -708,12 +715,7 @@ def verify(
             opts.sample = sample
         rep = run_verify(m, target_dsn(m, dsn), opts)
         print_terminal(console, rep)
-        if report:
-            report.write_text(json.dumps(rep.as_json(), indent=2, default=str))
-        if markdown:
-            markdown.write_text(render_markdown(rep))
-        if html_out:
-            html_out.write_text(render_html(rep))
+        _write_reports(rep, report, markdown, html_out, render_markdown, render_html)
         console.print(f"verification {rep.status} ({rep.seconds:.1f} s)")
     if not rep.ok:
         raise typer.Exit(EXIT_FAILED)

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from docshift.errors import MappingError
+from docshift.spec.load import read_text_file
 
 QUERIES_HINT = "Every key of a queries file is described in docs/bench.md."
 
@@ -154,15 +155,8 @@ class QueriesFile(_Strict):
 def load_queries(path: str | Path) -> QueriesFile:
     """Load and validate the queries file at ``path``; raise MappingError on any problem."""
     path = Path(path)
-    if not path.is_file():
-        raise MappingError(f"{path}: no such queries file",
-                           hint="Give a queries file with --queries; examples/kv/queries.yaml "
-                           "is one. " + QUERIES_HINT)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise MappingError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
-                           hint="Save the queries file as UTF-8.") from None
+    text = read_text_file(path, "queries file", "Give a queries file with --queries; "
+                          "examples/kv/queries.yaml is one. " + QUERIES_HINT)
     return parse_queries(text, str(path))
 
 

@@ -34,15 +34,20 @@ START_HINT = ("Write one with `docshift init` (a commented starter) or "
 def load_mapping(path: str | Path) -> Mapping:
     """Load and validate the mapping file at ``path``; raise MappingError on any problem."""
     path = Path(path)
+    return parse_mapping(read_text_file(path, "mapping file", START_HINT), str(path))
+
+
+def read_text_file(path: Path, what: str, missing_hint: str) -> str:
+    """The UTF-8 text of ``path`` (a ``what``: "mapping file", "queries file"), or a
+    MappingError naming the file and what is wrong with it."""
     if not path.is_file():
-        what = "is a directory, not a mapping file" if path.is_dir() else "no such mapping file"
-        raise MappingError(f"{path}: {what}", hint=START_HINT)
+        problem = f"is a directory, not a {what}" if path.is_dir() else f"no such {what}"
+        raise MappingError(f"{path}: {problem}", hint=missing_hint)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise MappingError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
-                           hint="Save the mapping file as UTF-8.") from None
-    return parse_mapping(text, str(path))
+                           hint=f"Save the {what} as UTF-8.") from None
 
 
 def parse_mapping(text: str, filename: str = "docshift.yaml") -> Mapping:
