@@ -31,6 +31,7 @@ from docshift.target.prepare import (
     resolve_existing_types,
 )
 from docshift.target.state import (
+    RUN_LOCK_WAIT_SECONDS,
     Unit,
     add_units,
     ensure_state,
@@ -313,7 +314,7 @@ def _prepare(conn: psycopg.Connection, m: Mapping, dsn: str, opts: RunOptions,
 
 def lock_run(conn: psycopg.Connection) -> None:
     """Hold the run lock on ``conn`` or refuse: one run (or rollback) per database at a time."""
-    if not hold_run_lock(conn):
+    if not hold_run_lock(conn, wait=RUN_LOCK_WAIT_SECONDS):
         raise DocshiftError(
             "another docshift run is in progress against this database",
             hint="Wait for it to finish, or stop it (Ctrl+C) and re-run to resume.")

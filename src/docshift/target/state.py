@@ -364,10 +364,26 @@ A worker whose parent died exits at once and its session ends with it, so the us
 a fraction of a second."""
 
 
-def hold_run_lock(conn: psycopg.Connection) -> bool:
-    """Take the run lock on ``conn`` (a session lock: a crash or kill -9 releases it)."""
+RUN_LOCK_WAIT_SECONDS = 10
+"""How long a run waits for the run lock before refusing. A client killed with kill -9
+leaves its server session holding the lock until the statement it was running ends (an
+index build, a commit); an immediate re-run waits for that instead of refusing."""
+
+
+def hold_run_lock(conn: psycopg.Connection, wait: float = 0) -> bool:
+    """Take the run lock on ``conn`` (a session lock: a crash or kill -9 releases it),
+    waiting up to ``wait`` seconds for another session to release it."""
     got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (RUN_LOCK,)).fetchone()
-    return bool(got and got[0])
+    if (got and got[0]) or wait <= 0:
+        return bool(got and got[0])
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                sql.Literal(f"{int(wait * 1000)}ms")))
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (RUN_LOCK,))
+    except psycopg.errors.LockNotAvailable:
+        return False
+    return True
 
 
 def run_lock_held(conn: psycopg.Connection) -> bool:
