@@ -31,6 +31,7 @@ def home(monkeypatch: pytest.MonkeyPatch):
     shutil.rmtree(h, ignore_errors=True)
 
 
+@pytest.mark.slow  # the whole demo twice; CI runs it with --slow
 def test_demo_migrates_both_datasets_exactly_and_can_run_twice(home: Path) -> None:
     for _ in range(2):
         res = runner.invoke(app, ["demo", "--scale", "0.3"])

@@ -16,6 +16,9 @@ import pytest
 
 import docshift
 
+# building the wheel and a fresh virtualenv takes most of a minute; CI runs it with --slow
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 

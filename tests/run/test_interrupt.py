@@ -163,6 +163,7 @@ def test_dropped_connection_fails_cleanly_and_resumes(
     assert snapshot(dsn) == ref
 
 
+@pytest.mark.slow  # waits out RUN_LOCK_WAIT_SECONDS
 def test_a_second_run_against_the_same_database_is_refused(
         tmp_path: Path, dump: Path, dsn: str) -> None:
     mapping = write_mapping(tmp_path / "docshift.yaml", dump, dsn)

@@ -166,6 +166,7 @@ def test_restart_in_existing_mode_keeps_rows_docshift_did_not_load(
                         (OLD_ACCOUNT,)).fetchone()[0] == 1
 
 
+@pytest.mark.slow  # waits out RUN_LOCK_WAIT_SECONDS
 def test_rollback_refuses_while_a_run_holds_the_lock(existing: Path, dsn: str) -> None:
     m = load_mapping(existing)
     with psycopg.connect(dsn, autocommit=True) as holder:
