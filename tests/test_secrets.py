@@ -134,7 +134,7 @@ def invoke(runner: CliRunner, args: list[str], env: dict[str, str] | None = None
      "host=db user=alice password=*** dbname=crm"),
     ("host=db password = 'p@ss w\\'rd' user=alice", "host=db password = *** user=alice"),
     ("host=db pasword=hunter2", "host=db pasword=***"),
-    ("host=db user=alice password='hunter2", "<dsn>"),
+    ("host=db user=alice password='hunter2", "host=db user=alice password=***"),
     ("", ""),
 ])
 def test_mask(dsn: str, masked: str) -> None:

@@ -25,21 +25,25 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUARANTINED, EXIT_INTERRUPTED = 0, 1, 2, 
 HELP = """Move MongoDB or key-value data into normalized PostgreSQL, resumably.
 
 \b
-The loop: docshift infer SOURCE (propose a mapping file; or docshift init for a commented
-starter), docshift plan (check it, show the DDL), docshift run, docshift verify, docshift
-rollback if needed; docshift demo shows it all on generated data. Every command takes
---help, with an example.
+The loop: docshift infer SOURCE (propose a mapping file; or docshift
+init for a commented starter), docshift plan (check it, show the DDL),
+docshift run, docshift verify, docshift rollback if needed; docshift
+demo shows it all on generated data. Every command takes --help, with
+an example.
 """
 
 EPILOG = """\b
 Mapping file (docshift.yaml, -c FILE on every command):
-  source:  kind (mongodb, mongodump, json, postgres_kv) and where to read (path, uri or
-           dsn, database, table)
-  target:  dsn (default: an embedded PostgreSQL under ./.docshift/), schema, mode
-           (create: docshift creates the tables; existing: it loads into yours)
-  tables:  per table its columns (path, type, nullable, default, map, references), its
-           feeds (from a collection or key patterns, unnest for child rows), keys, indexes
-  `docshift init` writes a commented starter; `docshift plan` names what is wrong.
+  source:  kind (mongodb, mongodump, json, postgres_kv) and where to
+           read (path, uri or dsn, database, table)
+  target:  dsn (default: an embedded PostgreSQL under ./.docshift/),
+           schema, mode (create: docshift creates the tables;
+           existing: it loads into yours)
+  tables:  per table its columns (type, from, nullable, default, map,
+           references), where rows come from (from a collection, keys
+           patterns, feeds; unnest for child rows), primary_key, indexes
+  `docshift init` writes a commented starter; `docshift plan` names
+  what is wrong.
 
 \b
 Exit codes:
@@ -90,7 +94,7 @@ def _errors() -> Iterator[None]:
 
     from docshift.dsn import ENCODE_HINT, parse_dsn, scrub
     from docshift.run.migrate import Interrupted
-    from docshift.target.connect import DSN_ENV, UNREACHABLE_HINT
+    from docshift.target.connect import DSN_ENV, UNREACHABLE_HINT, missing_database
 
     def given_dsns() -> list[str]:
         """Every DSN this command may have used: its options, $DOCSHIFT_DSN, the mapping's."""
@@ -144,6 +148,10 @@ def _errors() -> Iterator[None]:
     except (RunAborted, DocshiftError) as exc:
         raise fail(exc.message, exc.hint) from None
     except psycopg.OperationalError as exc:
+        for d in given_dsns():
+            missing = None if d.startswith("mongodb") else missing_database(d, exc)
+            if missing is not None:
+                raise fail(missing.message, missing.hint) from None
         raise fail(f"cannot reach the database: {str(exc).strip()}", unreachable_hint()
                    ) from None
     except psycopg.Error as exc:
@@ -222,8 +230,12 @@ def _connect(m: Mapping, dsn: str | None, *, start: bool = False
 
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print only warnings, errors and "
                                     "a one-line result.")]
-Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Also print every step (each "
-                                      "finalization step, each table --restart drops).")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Also print detail on "
+                                      "standard error: the mapping and target used, each "
+                                      "item.")]
+RunVerbose = Annotated[bool, typer.Option("-v", "--verbose", help="Also print every step "
+                                         "(each finalization step, each table --restart "
+                                         "drops).")]
 
 
 def _quiet_or_verbose(quiet: bool, verbose: bool) -> None:
@@ -232,21 +244,59 @@ def _quiet_or_verbose(quiet: bool, verbose: bool) -> None:
         raise typer.Exit(EXIT_USAGE)
 
 
+class _Output:
+    """What a command prints besides errors: everything (the default); with ``--quiet`` only
+    its one-line result; with ``--verbose`` also the context it works in and each item,
+    on standard error, so that standard output stays the result."""
+
+    def __init__(self, quiet: bool, verbose: bool) -> None:
+        _quiet_or_verbose(quiet, verbose)
+        self.quiet, self.verbose = quiet, verbose
+        self.console = Console(quiet=True) if quiet else console
+        """Where the detailed output (tables, progress) goes: nowhere with --quiet."""
+
+    def detail(self, text: str) -> None:
+        """A line only --verbose prints."""
+        if self.verbose:
+            err.print(text, highlight=False, markup=False)
+
+    def result(self, text: str) -> None:
+        """The one line --quiet keeps."""
+        console.print(text, highlight=False, markup=False)
+
+    def context(self, m: Mapping, config: Path, dsn: str | None = None) -> None:
+        """--verbose: the mapping file and the target a command works on."""
+        from docshift.target.connect import redact
+
+        self.detail(f"mapping {config}: {m.source.kind} source, {len(m.tables)} table(s), "
+                    f"schema {m.target.schema_} ({m.target.mode} mode)")
+        if dsn:
+            self.detail(f"target {redact(dsn)}")
+
+
 @app.command(epilog="Example: docshift plan -c docshift.yaml --json > plan.json")
 def plan(
     config: Config = DEFAULT_CONFIG,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (load "
                                           "order, tables, statements) for scripts.")] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Print the DDL and the load order. Writes nothing, connects to nothing."""
     from docshift.run.plan import render_plan
 
+    out = _Output(quiet, verbose)
     with _errors():
         m = _mapping(config)
+        out.context(m, config)
+        out.detail(f"load order: {', '.join(m.tables_in_load_order())}")
         if as_json:
             from docshift.report.plan import plan_json
 
             typer.echo(json.dumps(plan_json(m), indent=2))
+            return
+        if quiet:
+            out.result(f"plan ok: {len(m.tables)} table(s) in {config}")
             return
         typer.echo(render_plan(m), nl=False)
 
@@ -281,7 +331,7 @@ def run(
         "--split-min-docs", min=2, help="With several workers, split streams of at least this "
         "many documents into key ranges (default 50000).")] = None,
     quiet: Quiet = False,
-    verbose: Verbose = False,
+    verbose: RunVerbose = False,
     log_file: Annotated[Path | None, typer.Option("--log-file", help="Also write the plain, "
                                                   "timestamped progress log here.")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Verify the result against the "
@@ -401,18 +451,26 @@ def status(
     dsn: Dsn = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON for "
                                           "scripts.")] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Show whether the last run is running, interrupted or complete, and what to do next."""
     from docshift.report.status import print_status
     from docshift.run.status import run_status
 
+    out = _Output(quiet, verbose)
     with _errors():
         m = _mapping(config)
         d, conn = _connect(m, dsn)
+        out.context(m, config, d)
         with conn:
             st = run_status(conn, m, d)
         if as_json:
             typer.echo(json.dumps(st.as_json(), indent=2, default=str))
+            return
+        if quiet:
+            out.result("no run yet" if st.run_id is None else
+                       f"run {st.run_id}: {st.status} ({st.quarantined:,} quarantined)")
             return
         print_status(console, st)
 
@@ -428,17 +486,21 @@ def rejects(
                                        "changed (keep_first, on_orphan: null / drop).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the groups (with --all, also "
                                           "the removals) as JSON for scripts.")] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """List quarantined documents grouped by cause, or export them."""
     from docshift.report.rejects import print_rejects, rejects_json
     from docshift.run.rejects import export_rejects, group_rejects, group_removals
 
+    out = _Output(quiet, verbose)
     if as_json and export:
         err.print("error: give --json or --export, not both", highlight=False)
         raise typer.Exit(EXIT_USAGE)
     with _errors():
         m = _mapping(config)
-        _, conn = _connect(m, dsn)
+        d, conn = _connect(m, dsn)
+        out.context(m, config, d)
         with conn:
             if export:
                 n = export_rejects(conn, export, removals=all_)
@@ -451,6 +513,10 @@ def rejects(
         if as_json:
             typer.echo(json.dumps(rejects_json(groups, removed), indent=2, default=str))
             return
+        if quiet:
+            out.result(f"{sum(g.count for g in groups):,} quarantined document(s) in "
+                       f"{len(groups)} group(s)")
+            return
         print_rejects(console, groups, removed)
 
 
@@ -460,11 +526,14 @@ def rollback(
     config: Config = DEFAULT_CONFIG,
     dsn: Dsn = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really do it.")] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Drop what the migration created (existing mode: remove the rows it loaded)."""
     from docshift.run.rollback import rollback as roll_back
     from docshift.target.connect import target_dsn
 
+    out = _Output(quiet, verbose)
     with _errors():
         m = _mapping(config)
         what = ("drops the tables docshift created" if m.target.mode == "create" else
@@ -472,11 +541,45 @@ def rollback(
                 + ", ".join(m.tables) + ") and restores their keys and indexes")
         if not yes:
             err.print(f"rollback {what}, and drops docshift's state (schema docshift, with "
-                      "the quarantine) in the target; the source is never touched.\n"
-                      "Refusing without --yes.")
+                      f"the quarantine) in {_rollback_target(m, dsn)}; the source is never "
+                      "touched.", highlight=False, markup=False)
+            if m.target.mode == "create":
+                err.print(f"Tables: {', '.join(f'{m.target.schema_}.{t}' for t in m.tables)}.",
+                          highlight=False, markup=False)
+            err.print("Refusing without --yes.")
             raise typer.Exit(EXIT_USAGE)
-        for line in roll_back(m, target_dsn(m, dsn)):
-            console.print(line, highlight=False, markup=False)
+        d = target_dsn(m, dsn)
+        out.context(m, config, d)
+        _print_rollback(out, roll_back(m, d))
+
+
+def _rollback_target(m: Mapping, dsn: str | None) -> str:
+    """The database a rollback would change, for its refusal (never starts a server)."""
+    from docshift.target.connect import redact, target_dsn
+
+    try:
+        return f"the target {redact(target_dsn(m, dsn, start=False))}"
+    except DocshiftError:
+        return "the embedded server's database (not running now)"
+
+
+PER_TABLE = ("dropped table ", "removed ", "re-created index ")
+"""How the lines of a rollback about one table or index start: counted, listed with -v."""
+
+
+def _print_rollback(out: _Output, lines: list[str]) -> None:
+    """A rollback's lines: each table's only with --verbose, else their count."""
+    each = [line for line in lines if line.startswith(PER_TABLE)]
+    for line in lines:
+        if line.startswith(PER_TABLE):
+            out.detail(line)
+        elif not out.quiet:
+            out.result(line)
+    if each and not out.verbose:
+        out.result(f"rolled back {len(each)} table(s) and index(es)"
+                   + ("" if out.quiet else " (--verbose lists them)"))
+    elif not each and out.quiet:
+        out.result(lines[-1] if lines else "nothing to roll back")
 
 
 @app.command(short_help="Write a commented starter mapping file (or infer one).",
@@ -487,39 +590,51 @@ def init(
     from_: Annotated[str | None, typer.Option("--from", help="Propose the mapping from this "
                                               "source instead (same as `docshift infer "
                                               "SOURCE`).")] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Write a commented starter mapping file (or, with --from, one inferred from a source)."""
     from docshift.spec.starter import STARTER
 
+    output = _Output(quiet, verbose)
     if out.exists() and not force:
         err.print(f"{out} exists; use --force to overwrite it.")
         raise typer.Exit(EXIT_USAGE)
     if from_ is not None:
-        _infer_to(from_, out)
+        _infer_to(from_, out, output=output)
         return
     out.write_text(STARTER)
-    console.print(f"wrote {out}; edit it, then `docshift plan -c {out}`.")
+    output.detail(f"the starter has {len(STARTER.splitlines())} lines; `docshift --help` "
+                  "describes the mapping file's sections")
+    output.result(f"wrote {out}" if quiet else
+                  f"wrote {out}; edit it, then `docshift plan -c {out}`.")
 
 
-def _infer_to(source: str, out: Path, opts: object = None) -> None:
-    """Infer a mapping from ``source`` and write it to ``out``, with a progress bar."""
+def _infer_to(source: str, out: Path, opts: object = None,
+              output: _Output | None = None) -> None:
+    """Infer a mapping from ``source`` and write it to ``out``, with a progress bar (with
+    --verbose, a line per stream sampled; with --quiet, neither)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from docshift.infer import InferOptions, infer_mapping
 
+    output = output or _Output(False, False)
+    bar_console = Console(quiet=True) if output.quiet else err
     with _errors(), Progress(TextColumn("{task.description}"), BarColumn(),
-                             MofNCompleteColumn(), console=err, transient=True) as bar:
+                             MofNCompleteColumn(), console=bar_console, transient=True) as bar:
         tasks: dict[str, object] = {}
 
         def progress(stream: str, done: int, estimate: int | None) -> None:
             if stream not in tasks:
                 tasks[stream] = bar.add_task(f"sampling {stream}", total=estimate)
+                output.detail(f"sampling {stream}")
             bar.update(tasks[stream], completed=done)  # type: ignore[arg-type]
 
         text = infer_mapping(source, opts if isinstance(opts, InferOptions) else None,
                              progress)
         out.write_text(text)
-    console.print(f"wrote {out}; review it, then `docshift plan -c {out}`.")
+    output.result(f"wrote {out}" if output.quiet else
+                  f"wrote {out}; review it, then `docshift plan -c {out}`.")
 
 
 @app.command(short_help="Propose a mapping file from a sample of the source.",
@@ -541,12 +656,15 @@ def infer(
                                         "table) or inline (a T[] column).")] = "child",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")
                      ] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Sample a source and propose a mapping file (types, references, junctions, child
     tables). Only reads the source."""
     from docshift.infer import InferOptions
     from docshift.infer.detect import KINDS
 
+    output = _Output(quiet, verbose)
     if kind is not None and kind not in KINDS:
         err.print(f"--kind takes one of {', '.join(KINDS)}, not {kind!r}")
         raise typer.Exit(EXIT_USAGE)
@@ -557,7 +675,7 @@ def infer(
         err.print(f"{out} exists; use --force to overwrite it.")
         raise typer.Exit(EXIT_USAGE)
     _infer_to(source, out, InferOptions(sample=sample, arrays=arrays, kind=kind,
-                                        database=database, table=table))
+                                        database=database, table=table), output)
 
 
 def _check_scale(factor: float, given: str, also: str = "") -> None:
@@ -595,9 +713,13 @@ def generate(
     replace: Annotated[bool, typer.Option("--replace", help="kv: replace the table if it "
                                           "exists.")] = False,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Write a deterministic synthetic dataset (and its manifest)."""
     from docshift import generate as gen
+    from docshift.dsn import mask
+
+    output = _Output(quiet, verbose)
 
     if kind not in ("crm", "kv"):
         err.print(f"unknown dataset {kind!r}; choose crm or kv")
@@ -618,8 +740,9 @@ def generate(
             man = gen.generate_kv(out, scale=factor, seed=seed, edge_cases=edge_cases,
                                   bad_rate=bad_rate, table=table, replace=replace)
     total = sum(man.documents.values())
-    if not quiet:
-        console.print(f"generated {kind} dataset: {total:,} documents")
+    for name, n in man.documents.items():
+        output.detail(f"{name}: {n:,} document(s)")
+    output.result(f"generated {kind} dataset: {total:,} documents in {mask(out)}")
 
 
 @app.command(short_help="Generate data, migrate it into the embedded PostgreSQL, verify.",
@@ -627,13 +750,24 @@ def generate(
 def demo(
     scale: Annotated[float, typer.Option("--scale", help="Dataset size factor.")] = 1.0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 2,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Generate data, migrate it into the embedded PostgreSQL, and show where it went."""
-    from docshift.run.demo import run_demo
+    import os
 
+    from docshift.run.demo import run_demo
+    from docshift.target.embedded import DEFAULT_HOME
+
+    out = _Output(quiet, verbose)
     _check_scale(scale, f"{scale:g}")
+    out.detail(f"embedded server and datasets under "
+               f"{Path(os.environ.get('DOCSHIFT_HOME', DEFAULT_HOME)).resolve()}; "
+               f"scale {scale:g}, {workers} worker(s)")
     with _errors():
-        code = run_demo(console, scale=scale, workers=workers)
+        code = run_demo(out.console, scale=scale, workers=workers)
+    if quiet:
+        out.result("demo ok" if code == EXIT_OK else f"demo failed (exit {code})")
     raise typer.Exit(code)
 
 
@@ -659,6 +793,8 @@ def bench(
     html_out: Annotated[Path | None, typer.Option("--html", help="Write a self-contained "
                                                   "HTML report (with a bar chart) here.")
                         ] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Time each query of a queries file on the target (and its equivalent on the source),
     explain it, and advise indexes; exit 1 if a query errors or misses its expect_ms."""
@@ -667,14 +803,21 @@ def bench(
     from docshift.report.bench import print_terminal, render_html, render_markdown
     from docshift.target.connect import target_dsn
 
+    out = _Output(quiet, verbose)
     with _errors():
         m = _mapping(config)
         qf = load_queries(queries)
         opts = BenchOptions(runs=runs, warmup=warmup, seq_scan_rows=seq_scan_rows)
-        with err.status("benchmarking…") as status:
-            rep = run_bench(m, target_dsn(m, dsn), qf, opts,
-                            lambda name: status.update(f"benchmarking {name}…"))
-        print_terminal(console, rep)
+        d = target_dsn(m, dsn)
+        out.context(m, config, d)
+
+        def started(name: str) -> None:
+            status.update(f"benchmarking {name}…")
+            out.detail(f"benchmarking {name}")
+
+        with (Console(quiet=True) if quiet else err).status("benchmarking…") as status:
+            rep = run_bench(m, d, qf, opts, started)
+        print_terminal(out.console, rep)
         _write_reports(rep, report, markdown, html_out, render_markdown, render_html)
         console.print(f"bench {'ok' if rep.ok else 'failed'}: {len(rep.queries)} queries, "
                       f"{len(rep.advice)} advice item(s) ({rep.seconds:.1f} s)")
@@ -698,6 +841,8 @@ def verify(
                                                   "sign-off report here.")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write a self-contained "
                                                   "HTML report here.")] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Prove the migration correct against the source; exit 1 if any check fails."""
     from docshift.report.verify import print_terminal, render_html, render_markdown
@@ -705,6 +850,7 @@ def verify(
     from docshift.verify import VerifyOptions
     from docshift.verify import verify as run_verify
 
+    out = _Output(quiet, verbose)
     if sample is not None and full:
         err.print("give --sample N or --full, not both")
         raise typer.Exit(EXIT_USAGE)
@@ -713,8 +859,12 @@ def verify(
         opts = VerifyOptions(full=full, seed=seed)
         if sample is not None:
             opts.sample = sample
-        rep = run_verify(m, target_dsn(m, dsn), opts)
-        print_terminal(console, rep)
+        d = target_dsn(m, dsn)
+        out.context(m, config, d)
+        out.detail("comparing every document" if full else
+                   f"comparing a sample of {opts.sample:,} document(s) per stream (seed {seed})")
+        rep = run_verify(m, d, opts)
+        print_terminal(out.console, rep)
         _write_reports(rep, report, markdown, html_out, render_markdown, render_html)
         console.print(f"verification {rep.status} ({rep.seconds:.1f} s)")
     if not rep.ok:
@@ -727,19 +877,25 @@ app.add_typer(server_app, name="server")
 
 
 @server_app.command("start", epilog="Example: psql \"$(docshift server start)\"")
-def server_start() -> None:
+def server_start(quiet: Quiet = False, verbose: Verbose = False) -> None:
     """Start the embedded server (if needed) and print its DSN."""
-    from docshift.target.embedded import server_dsn
+    from docshift.target.embedded import running_server_dsn, server_dsn
 
+    out = _Output(quiet, verbose)
     with _errors():
-        console.print(server_dsn(), highlight=False)
+        out.detail("the embedded server was already running" if running_server_dsn()
+                   else "starting the embedded server")
+        out.result(server_dsn())
 
 
 @server_app.command("stop", epilog="Example: docshift server stop")
-def server_stop() -> None:
+def server_stop(quiet: Quiet = False, verbose: Verbose = False) -> None:
     """Stop the embedded server."""
     from docshift.target.embedded import stop_server
 
+    out = _Output(quiet, verbose)
     with _errors():
-        console.print("stopped" if stop_server() else "no embedded server was running here")
+        stopped = stop_server()
+        if not quiet:
+            out.result("stopped" if stopped else "no embedded server was running here")
 

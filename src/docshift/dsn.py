@@ -28,8 +28,8 @@ from docshift.errors import DocshiftError, TargetError
 
 MASK = "***"
 
-UNREADABLE = "<dsn>"
-"""What :func:`mask` shows for a key/value string it cannot read at all."""
+DSN_SHAPE = "postgresql://user@host:5432/db or host=… dbname=…"
+"""The two shapes of a PostgreSQL DSN, as messages name them."""
 
 ENCODE_HINT = ("Percent-encode the user name and password inside a URI (% → %25, @ → %40, "
                "/ → %2F, : → %3A, ? → %3F), or use the key=value form (host, port, dbname, "
@@ -159,17 +159,41 @@ def _conninfo_pairs(dsn: str) -> list[tuple[str, str, int, int]]:
         pairs.append((key, "".join(value), vstart, i))
 
 
-def _mask_conninfo(dsn: str) -> str:
+def _readable_part(dsn: str) -> tuple[list[tuple[str, str, int, int]], int | None]:
+    """The pairs libpq would read, and where reading stopped (``None``: the whole string)."""
     try:
-        pairs = _conninfo_pairs(dsn)
-    except _Unreadable:
-        return UNREADABLE
+        return _conninfo_pairs(dsn), None
+    except _Unreadable as exc:
+        return (_conninfo_pairs(dsn[:exc.at]) if exc.at else []), exc.at
+
+
+def _unreadable_rest(rest: str, after_secret: bool) -> tuple[str, str | None]:
+    """How the part of a key/value string libpq cannot read is shown, and the secret it may
+    hold. It may be the end of a password (``password=my secret``), so it is shown only when
+    it cannot be: not after a secret setting, holding no setting of its own; a URI-like
+    ``user:password@host`` that lacks its ``://`` keeps everything but the password."""
+    if after_secret or "=" in rest or "'" in rest or _SECRET_KEY.search(rest):
+        return MASK, rest.strip()
+    at, colon = rest.rfind("@"), rest.find(":")
+    if 0 <= colon < at:
+        return f"{rest[:colon + 1]}{MASK}{rest[at:]}", rest[colon + 1:at]
+    return rest, None
+
+
+def _mask_conninfo(dsn: str) -> str:
+    pairs, stop = _readable_part(dsn)
     out, last = [], 0
     for key, _, start, end in pairs:
         if _is_secret_key(key, postgres=True):
             out += [dsn[last:start], MASK]
             last = end
-    out.append(dsn[last:])
+    if stop is None:
+        out.append(dsn[last:])
+        return "".join(out)
+    after_secret = bool(pairs) and _is_secret_key(pairs[-1][0], postgres=True)
+    out.append(dsn[last:stop])
+    if not (after_secret and pairs[-1][3] == stop):  # else already masked: password='…
+        out.append(_unreadable_rest(dsn[stop:], after_secret)[0])
     return "".join(out)
 
 
@@ -177,7 +201,8 @@ def mask(dsn: str | None) -> str:
     """``dsn`` (a PostgreSQL conninfo/URI or a mongodb:// URI) with any password masked.
 
     Never fails and never shows a secret: a URI keeps its user name and hosts, a key/value
-    string its other settings; a key/value string that cannot be read at all is ``<dsn>``.
+    string its other settings. Of a key/value string libpq cannot read, the part it cannot
+    read is shown only where it cannot hold a secret (``postgres//oops`` stays as it is).
     """
     if not dsn:
         return ""
@@ -206,13 +231,12 @@ def secrets(dsn: str | None) -> list[str]:
             if eq and value and _is_secret_key(key, dsn.startswith(_POSTGRES_SCHEMES)):
                 found.add(value)
     else:
-        try:
-            pairs = _conninfo_pairs(dsn)
-        except _Unreadable as exc:
-            # everything from where reading stopped may belong to a password
-            pairs = _conninfo_pairs(dsn[:exc.at]) if exc.at else []
-            found.add(dsn[exc.at:].strip())
-            found.add(dsn[exc.at:].strip().lstrip("'"))
+        pairs, stop = _readable_part(dsn)
+        if stop is not None:
+            after_secret = bool(pairs) and _is_secret_key(pairs[-1][0], postgres=True)
+            hidden = _unreadable_rest(dsn[stop:], after_secret)[1]
+            if hidden:
+                found.update((hidden, hidden.lstrip("'")))
         found.update(v for k, v, _, _ in pairs if v and _is_secret_key(k, postgres=True))
     found |= {unquote(s) for s in found}
     return sorted((s for s in found if s), key=len, reverse=True)
@@ -269,9 +293,33 @@ def parse_dsn(dsn: str, *, what: str = "the target DSN",
     try:
         return conninfo_to_dict(dsn)
     except Exception as exc:
-        reason = scrub(str(exc).strip(), dsn)
-        raise error(f"{what} cannot be read ({reason}): {mask(dsn)}",
-                    hint="Write it as a URI (postgresql:// followed by user, password, host, "
-                    "port and database) or as name=value settings separated by spaces. "
-                    + ENCODE_HINT
-                    ) from None
+        reason = _unreadable_reason(dsn) or scrub(str(exc).strip(), dsn)
+        raise error(f"{what} cannot be read: {mask(dsn)} ({reason}); expected {DSN_SHAPE}",
+                    hint=SHAPE_HINT) from None
+
+
+SHAPE_HINT = ("Write it as a URI, postgresql://user@host:5432/dbname (a password goes after "
+              "the user and a colon, with @ / : % in it written %40 %2F %3A %25), or as "
+              "settings separated by spaces: host=db port=5432 dbname=crm user=app (and the "
+              "password in single quotes).")
+
+_URI_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:?/")
+
+
+def _unreadable_reason(dsn: str) -> str | None:
+    """What is wrong with a key/value string libpq cannot read, in words that quote no
+    secret; ``None`` for a URI or a string whose every word reads (libpq says why)."""
+    if _split_uri(dsn) is not None:
+        return None
+    pairs, stop = _readable_part(dsn)
+    if stop is None:
+        return None
+    rest = dsn[stop:]
+    if not pairs and _URI_LIKE.match(rest):
+        return "a URI starts with postgresql://"
+    if rest.startswith("'"):
+        return "a quoted value lacks its closing quote"
+    after_secret = bool(pairs) and _is_secret_key(pairs[-1][0], postgres=True)
+    shown, hidden = _unreadable_rest(rest, after_secret)
+    word = shown.split()[0] if hidden is None else None
+    return f"{word!r} is not a name=value setting" if word else "a word without '=' after it"

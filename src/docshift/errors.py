@@ -5,6 +5,8 @@
     ├── SourceError               a source cannot be opened or read (names file / collection)
     ├── ConversionError           one value of one document cannot be converted; never stops a
     │                             run: the document goes to quarantine with this error's fields
+    ├── UsageError                a library call got an argument it cannot use (a scale
+    │                             of 0, a rate above 1); also a ValueError → exit 2
     ├── TargetError               the target PostgreSQL refused something docshift needs
     │   └── LeaseLost             another process holds or moved a work unit's lease; the
     │                             batch was rolled back and this loader stops
@@ -61,6 +63,10 @@ class ConversionError(DocshiftError):
     def __str__(self) -> str:
         where = f"field {self.field!r}: " if self.field else ""
         return f"{where}{self.reason} (value: {preview(self.value)})"
+
+
+class UsageError(DocshiftError, ValueError):
+    """A library function was given an argument it cannot use (a scale of 0, a rate above 1)."""
 
 
 class TargetError(DocshiftError):

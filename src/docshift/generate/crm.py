@@ -25,6 +25,7 @@ from typing import Any, Literal
 from bson import ObjectId
 from bson.datetime_ms import DatetimeMS
 
+from docshift.generate.arguments import check_bad_rate, check_scale
 from docshift.generate.draw import (
     EDGE_VARIANTS,
     INT64_MAX,
@@ -1050,8 +1051,7 @@ INDEXES: dict[str, list[dict[str, Any]]] = {
 
 def collection_counts(scale: float) -> dict[str, int]:
     """Documents per collection at ``scale``."""
-    if scale <= 0:
-        raise ValueError(f"scale must be positive, not {scale}")
+    check_scale(scale)
     counts = {name: max(1, round(n * scale)) for name, n in BASE_COUNTS.items()}
     counts["Sections"] = counts["Boards"] * SECTIONS_PER_BOARD
     counts.update({"crm_Industry_Type": len(INDUSTRIES),
@@ -1077,8 +1077,7 @@ def generate_crm(out: str, *, scale: float = 1.0, seed: int = 0, edge_cases: boo
     processes at once (default: one per CPU for a big dataset; a live MongoDB is written by
     this process). Same arguments, same bytes, whatever the number of workers.
     """
-    if not 0.0 <= bad_rate <= 1.0:
-        raise ValueError(f"bad_rate must be between 0 and 1, not {bad_rate}")
+    check_bad_rate(bad_rate)
     counts = collection_counts(scale)
     if workers is None:
         workers = default_workers(sum(counts.values()))

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from docshift.generate.arguments import check_bad_rate, check_scale
 from docshift.generate.crm import Pools, can_fork, default_workers
 from docshift.generate.draw import (
     EDGE_VARIANTS,
@@ -104,8 +105,7 @@ _KEY_TIME_US = epoch_ms(datetime(2024, 1, 1, tzinfo=UTC)) * 1000
 
 def entity_counts(scale: float) -> dict[str, int]:
     """Entities per kind at ``scale``."""
-    if scale <= 0:
-        raise ValueError(f"scale must be positive, not {scale}")
+    check_scale(scale)
     return {name: max(1, round(n * scale)) for name, n in BASE_COUNTS.items()}
 
 
@@ -684,8 +684,7 @@ def generate_kv(out: str, *, scale: float = 1.0, seed: int = 0, edge_cases: bool
     ``workers`` processes at once (default: one per CPU for a big dataset) and written in
     their fixed order: same arguments, same bytes, whatever the number of workers.
     """
-    if not 0.0 <= bad_rate <= 1.0:
-        raise ValueError(f"bad_rate must be between 0 and 1, not {bad_rate}")
+    check_bad_rate(bad_rate)
     counts = entity_counts(scale)
     jsonl = out.endswith(".jsonl")
     base = KvContext(seed=seed, edge=edge_cases, bad_rate=bad_rate, counts=counts,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 
 import psycopg
 from psycopg import sql
@@ -67,8 +69,38 @@ def connect(dsn: str) -> psycopg.Connection:
     try:
         return psycopg.connect(make_conninfo(**params), autocommit=True)
     except psycopg.OperationalError as exc:
+        missing = missing_database(dsn, exc)
+        if missing is not None:
+            raise missing from None
         raise TargetError(f"cannot reach the target database {mask(dsn)}: "
                           f"{scrub(str(exc).strip(), dsn)}", hint=UNREACHABLE_HINT) from None
+
+
+_NO_DATABASE = re.compile(r'database "(?P<name>(?:[^"]|"")+)" does not exist')
+
+
+def missing_database(dsn: str, exc: BaseException) -> TargetError | None:
+    """The error for ``exc``, a failed connection to ``dsn``, when the server said that the
+    database does not exist: naming it, with the ``createdb`` command that creates it (host,
+    port and user from the DSN; never its password). ``None`` for any other failure."""
+    found = _NO_DATABASE.search(str(exc))
+    if found is None:
+        return None
+    name = found["name"].replace('""', '"')
+    try:
+        params = parse_dsn(dsn)
+    except TargetError:
+        return None
+    if params.get("dbname", params.get("user", name)) != name:
+        return None  # the error is about another DSN's database
+    command = ["createdb"]
+    for key, flag in (("host", "-h"), ("port", "-p"), ("user", "-U")):
+        if params.get(key):
+            command += [flag, params[key]]
+    command.append(name)
+    return TargetError(f"database {name} does not exist on the server of {mask(dsn)}",
+                       hint=f"Create it with `{shlex.join(command)}` (or point the DSN at a "
+                       "database that exists), then re-run.")
 
 
 def recreate_database(server: str, name: str) -> str:
