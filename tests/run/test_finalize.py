@@ -219,3 +219,27 @@ def test_sample_dump_still_gives_one_reject_per_document(tmp_path: Path, dsn: st
                         "OR document IS NULL").fetchone()[0] == 0
     assert conn.execute("SELECT count(*), count(DISTINCT doc_id) FROM docshift.rejects"
                         ).fetchone() in [(10, 10)]
+
+
+def test_create_mode_tables_keep_no_dead_hidden_columns(tmp_path: Path, dsn: str,
+                                                        conn: psycopg.Connection) -> None:
+    # enough rows that the hidden columns' bytes show in the page count
+    users = [{"_id": oid(1, i), "email": f"u{i}@x", "tags": ["a", "b"]} for i in range(6000)]
+    accounts = [{"_id": oid(2, i), "owner": oid(1, i), "items": [{"sku": f"s{i}"}]}
+                for i in range(3000)]
+    m = load_mapping(write_mapping(tmp_path / "docshift.yaml", tmp_path / "dump", dsn, MAPPING))
+    write_bson(tmp_path / "dump", "Users", users)
+    write_bson(tmp_path / "dump", "Accounts", accounts)
+    migrate(m, dsn, RunOptions(batch_size=500))
+    for t in ("users", "user_tags", "accounts", "account_items"):
+        # a table written once with only its final columns is the yardstick
+        conn.execute(f"CREATE TEMP TABLE fresh_{t} AS SELECT * FROM {t}")
+        size, fresh = conn.execute(
+            "SELECT pg_relation_size(%s::regclass), pg_relation_size(%s::regclass)",
+            (t, f"fresh_{t}")).fetchone()
+        assert size <= fresh * 1.05, (t, size, fresh)
+        # and the rows are all there, under the final columns only
+        cols = [r[0] for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "AND NOT attisdropped", (t,))]
+        assert not [c for c in cols if c.startswith("__docshift")], (t, cols)

@@ -122,6 +122,14 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int, log: Any = None,
         conn.execute("RESET lock_timeout")
 
 
+OUTSIDE_TRANSACTION = ("compact:",)
+"""Steps (by name prefix) that PostgreSQL runs only outside a transaction block."""
+
+
+def _outside(step: str) -> bool:
+    return step.startswith(OUTSIDE_TRANSACTION)
+
+
 def _tune(conn: psycopg.Connection) -> None:
     conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(
         sql.Literal(MAINTENANCE_WORK_MEM)))
@@ -152,8 +160,11 @@ class _Finalizer:
         return row[0] if row else None
 
     def step(self, c: psycopg.Connection, name: str,
-             fn: Callable[[psycopg.Connection], dict[str, Any] | None]) -> dict[str, Any] | None:
+             fn: Callable[[psycopg.Connection], dict[str, Any] | None], *,
+             transaction: bool = True) -> dict[str, Any] | None:
         """Run ``fn`` in a transaction and record it, unless already recorded.
+
+        With ``transaction=False`` ``fn`` runs on its own and the record follows it.
 
         ``fn`` returning None means "not done": its transaction commits (whatever it
         resolved stays resolved) but the step is not recorded, so a re-run tries again.
@@ -169,14 +180,16 @@ class _Finalizer:
                 mark_step(cn, self.run_id, name, d)
             return d
 
-        return self.locked(c, name, body)
+        return self.locked(c, name, body, transaction=transaction)
 
     def locked(self, c: psycopg.Connection, name: str,
-               body: Callable[[psycopg.Connection], Any]) -> Any:
-        """Run ``body`` in a transaction, retrying while a lock is held elsewhere."""
+               body: Callable[[psycopg.Connection], Any], *, transaction: bool = True) -> Any:
+        """Run ``body`` (in a transaction), retrying while a lock is held elsewhere."""
         started = time.monotonic()
         while True:
             try:
+                if not transaction:
+                    return body(c)
                 with c.transaction():
                     return body(c)
             except psycopg.errors.LockNotAvailable:
@@ -205,12 +218,15 @@ class _Finalizer:
 
     def per_table(self, groups: list[list[tuple[str, Callable[[psycopg.Connection], Any]]]]
                   ) -> None:
-        """Groups (one per table) run side by side; steps within a group in order."""
+        """Groups (one per table) run side by side; steps within a group in order.
+
+        A step whose name is in :data:`OUTSIDE_TRANSACTION` runs outside a transaction.
+        """
         groups = [g for g in groups if g]
         if self.parallel <= 1 or self.dsn is None or len(groups) <= 1:
             for g in groups:
                 for name, fn in g:
-                    self.step(self.conn, name, fn)
+                    self.step(self.conn, name, fn, transaction=not _outside(name))
             return
         dsn = self.dsn
 
@@ -218,7 +234,7 @@ class _Finalizer:
             with connect(dsn) as c:
                 _tune(c)
                 for name, fn in group:
-                    self.step(c, name, fn)
+                    self.step(c, name, fn, transaction=not _outside(name))
 
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(groups))) as pool:
             for fut in [pool.submit(work, g) for g in groups]:
@@ -238,6 +254,13 @@ class _Finalizer:
             self.resolve_key(k)
         self.foreign_keys()
         if not self.existing:
+            if not self.rep.failures:
+                # every duplicate and orphan is resolved: the hidden columns have done their
+                # job. Each table is rewritten once without them, before its secondary
+                # indexes exist, so that only its keys are rebuilt with it
+                self.per_table([[(f"drop-key-column:{t}", lambda c, t=t: self.drop_hidden(c, t)),
+                                 (f"compact:{t}", lambda c, t=t: self.compact(c, t))]
+                                for t in self.order])
             self.per_table([[(f"add:{t}.{c.name}", lambda cn, c=c: self.build(cn, c.table,
                                                                               c.statement))
                              for c in self.cons[t] if c.kind == "index"] for t in self.order])
@@ -245,8 +268,12 @@ class _Finalizer:
         if self.rep.failures:
             # the hidden columns stay: a re-run retries what failed, rollback still works
             return self.rep
-        for t in self.order:
-            self.step(self.conn, f"drop-key-column:{t}", lambda c, t=t: self.drop_hidden(c, t))
+        if self.existing:
+            # the user's tables are not rewritten: the loaded rows keep the dropped columns'
+            # bytes until the table is next rewritten (VACUUM FULL), as docs/operations.md says
+            for t in self.order:
+                self.step(self.conn, f"drop-key-column:{t}",
+                          lambda c, t=t: self.drop_hidden(c, t))
         self.per_table([[(f"analyze:{t}", lambda c, t=t: self.analyze(c, t))]
                         for t in self.order])
         self.all_null_warnings()
@@ -568,6 +595,17 @@ class _Finalizer:
         c.execute(sql.SQL("ALTER TABLE {} {}").format(q, sql.SQL(", ").join(
             sql.SQL("DROP COLUMN IF EXISTS {}").format(sql.Identifier(col))
             for col in HIDDEN_COLUMNS)))
+        return {"table": t}
+
+    def compact(self, c: psycopg.Connection, t: str) -> dict[str, Any]:
+        """Rewrite ``t`` so that no row keeps the dropped hidden columns' bytes.
+
+        ``DROP COLUMN`` leaves the values in every row; ``VACUUM FULL`` writes each row
+        again without them (and rebuilds the keys built so far). It runs outside a
+        transaction; if it is interrupted the old table stays whole and a re-run repeats
+        it. The step is recorded afterwards, in a transaction of its own.
+        """
+        c.execute(sql.SQL("VACUUM (FULL) {}").format(qualified(self.schema, t)))
         return {"table": t}
 
     def analyze(self, c: psycopg.Connection, t: str) -> dict[str, Any]:

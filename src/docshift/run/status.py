@@ -26,7 +26,7 @@ def table_rows(conn: psycopg.Connection, m: Mapping) -> dict[str, int]:
     return out
 
 
-PHASES = ("prepare", "load", "keys", "foreign keys", "indexes", "cleanup", "analyze")
+PHASES = ("prepare", "load", "keys", "foreign keys", "cleanup", "indexes", "analyze")
 """A run's phases in the order they happen; the last five are finalization's."""
 
 _KIND_PHASE = {"primary_key": "keys", "unique": "keys", "foreign_key": "foreign keys",
@@ -51,7 +51,8 @@ def phase_of_step(step: str, phases: dict[str, str]) -> str | None:
         return phases[step]
     for prefix, phase in (("dedupe:", "keys"), ("recreate:", "keys"), ("add:", "keys"),
                           ("orphans:", "foreign keys"), ("add foreign keys", "foreign keys"),
-                          ("drop-key-column:", "cleanup"), ("analyze:", "analyze")):
+                          ("drop-key-column:", "cleanup"), ("compact:", "cleanup"),
+                          ("analyze:", "analyze")):
         if step.startswith(prefix):
             return phase
     return None
