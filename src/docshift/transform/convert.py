@@ -252,7 +252,10 @@ def _numeric_converter(t: PgType) -> Converter:
                     v)
 
     def constrained(v: Any) -> Decimal:
-        d = v if type(v) is Decimal and v.is_finite() else _to_decimal(v, spec)
+        if type(v) is str and _NUMBER.fullmatch(v):  # a numeric string: _to_decimal's rule
+            d = Decimal(v.strip())
+        else:
+            d = v if type(v) is Decimal and v.is_finite() else _to_decimal(v, spec)
         # checked before rounding too so that huge exponents never reach quantize
         if d and d.adjusted() >= int_digits:
             raise out_of_range(v)
@@ -759,10 +762,13 @@ def fast_path(t: PgType, options: ConvertOptions = DEFAULT_OPTIONS) -> FastPath 
         return None
     base = t.base
     if base in ("text", "varchar"):
-        if t.length is not None or options.max_text_chars is not None:
-            return None
         # ASCII has no lone surrogates; NUL is ASCII, so it is checked on its own
-        return FastPath("type(v) is str and v.isascii() and '\\x00' not in v")
+        plain = "type(v) is str and v.isascii() and '\\x00' not in v"
+        limit = t.length
+        if options.max_text_chars is not None and (limit is None
+                                                   or options.max_text_chars < limit):
+            limit = options.max_text_chars
+        return FastPath(plain if limit is None else f"{plain} and len(v) <= {limit}")
     if base in _INT_RANGES:
         lo, hi = _INT_RANGES[base]
         return FastPath(f"type(v) is int and {lo} <= v <= {hi}")

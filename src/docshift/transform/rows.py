@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from docshift.errors import ConversionError
@@ -44,11 +45,15 @@ which orders documents in source order (the first of two duplicates is the one k
 finds every row of one document when the document is rejected after loading. Rows that were
 in an existing table before the run have NULL here: docshift never deletes those."""
 
+_NO_CAPTURES: MappingProxyType[str, str] = MappingProxyType({})
+"""The captures of a feed without key patterns (shared by every document, so read-only)."""
+
 # A row context: (root document, source key, captures, item, index, entry key, cache).
 # The cache is a dict per document: values that depend only on the document (not on the
 # unnested item) are converted once and shared by every row and table built from it.
 Ctx = tuple[Any, str, dict[str, str], Any, int, Any, dict[Any, Any]]
 Getter = Callable[[Ctx], Any]
+Check = Callable[[Any], bool]
 
 
 def compile_getter(path: str) -> Getter:
@@ -194,6 +199,12 @@ class StreamPlan:
     options: ConvertOptions = field(default_factory=ConvertOptions)
     _consumed_cache: dict[tuple[int, ...], Any] = field(default_factory=dict)
     _unmapped_memo: dict[tuple[int, ...], dict[Any, Any]] = field(default_factory=dict)
+    shape_check: bool = True
+    """Whether documents with nothing unmapped are told apart first, by their key sets
+    (the full accounting alone gives the same result, more slowly)."""
+    _checks: dict[tuple[int, ...], Check] = field(default_factory=dict)
+    _extra: bool | None = None
+    """Whether some feed keeps a catch-all column (decided at the first document)."""
 
     @property
     def tables(self) -> list[str]:
@@ -214,12 +225,18 @@ class StreamPlan:
         table: str | None = None
         try:
             out = DocumentRows()
+            all_rows = out.rows
+            key = sdoc.key
             matched: list[int] = []
-            spans: dict[int, tuple[int, int]] = {}
+            # where each feed's rows are, for the catch-all columns (only they need it)
+            extra = self._extra
+            if extra is None:
+                extra = self._extra = any(f.extra for f in self.feeds)
+            spans: dict[int, tuple[int, int]] | None = {} if extra else None
             filtered = False
             cache: dict[Any, Any] = {}
             for i, feed in enumerate(self.feeds):
-                captures: dict[str, str] = {}
+                captures: Any = _NO_CAPTURES
                 if feed.patterns is not None:
                     for p in feed.patterns:
                         m = p.match(sdoc.key)
@@ -239,10 +256,17 @@ class StreamPlan:
                         f"{feed.table!r} reads fields from it", error_class="not_an_object",
                         value=doc)
                 matched.append(i)
-                rows = out.rows.setdefault(feed.table, [])
+                rows = all_rows.get(table)
+                if rows is None:
+                    rows = all_rows[table] = []
                 first = len(rows)
-                self._feed_rows(feed, sdoc, captures, rows, cache, doc_id)
-                spans[i] = (first, len(rows))
+                if feed.unnest_getter is None:
+                    rows.append(feed.row(doc, key, captures, None, 0, None,  # type: ignore[misc]
+                                         cache, doc_id))
+                else:
+                    self._feed_rows(feed, sdoc, captures, rows, cache, doc_id)
+                if spans is not None:
+                    spans[i] = (first, len(rows))
             table = None
             if not matched:
                 # a key-value key that no table takes and no ignore pattern names is
@@ -252,7 +276,6 @@ class StreamPlan:
                 return out
             if self.report_unmapped or any(self.feeds[i].extra for i in matched):
                 self._unmapped_fields(out, doc, matched, spans)
-            key = sdoc.key
             if not (key.isascii() and "\x00" not in key):
                 _replace_hidden_key(out, printable_text(key))
             return out
@@ -260,9 +283,15 @@ class StreamPlan:
             return _rejected(exc, table)
 
     def _unmapped_fields(self, out: DocumentRows, doc: Any, matched: list[int],
-                         spans: dict[int, tuple[int, int]]) -> None:
+                         spans: dict[int, tuple[int, int]] | None) -> None:
         """Keep unmapped fields in catch-all columns, or report them (``out.unmapped``)."""
         key = tuple(matched)
+        if self.shape_check:
+            check = self._checks.get(key)
+            if check is None:
+                check = self._checks[key] = nothing_unmapped_check(self._consumed(key))
+            if check(doc):
+                return
         tree = self._consumed(key)
         if tree is True:
             return  # some column reads the whole document
@@ -271,10 +300,11 @@ class StreamPlan:
         _unmapped_root(doc, tree, self._unmapped_memo.setdefault(key, {}), top, elements)
         reported: list[str] = []
         # fields kept in a catch-all column are not lost, so they are not reported
-        if top and not self._fill_extra(out, matched, spans, top):
+        if top and not (spans is not None and self._fill_extra(out, matched, spans, top)):
             reported += [printable_text(p) for p in top]
         for segs, found in elements.items():
-            if found.paths and not self._fill_element_extra(out, matched, spans, segs, found):
+            if found.paths and not (spans is not None and self._fill_element_extra(
+                    out, matched, spans, segs, found)):
                 reported += [printable_text(p) for p in found.paths]
         if self.report_unmapped:
             out.unmapped = reported
@@ -502,6 +532,74 @@ def _unmapped_elements(value: Any, tree: dict[Any, Any], path: str, segs: tuple[
 
 MEMO_LIMIT = 10_000
 """How many distinct top-level key sets the unmapped-field check remembers per stream."""
+
+
+def nothing_unmapped_check(tree: Any) -> Check:
+    """A function telling whether a document has no unmapped field under ``tree``.
+
+    It answers True exactly when :func:`_unmapped_root` would find nothing (no unmapped
+    field, no unmapped field of any element), so the full accounting, which builds the
+    paths and values, runs only for documents that have something to report.
+    """
+    if tree is True:
+        return lambda doc: True
+    if _ELEMENTS in tree:
+        return _elements_check(tree)  # unnest: $
+    check = _dict_check(tree, True)
+    return lambda doc: type(doc) is not dict or check(doc)
+
+
+def _dict_check(tree: dict[Any, Any], elements: bool) -> Check:
+    """For a dict ``value`` read partly as ``tree``: True when nothing in it is unmapped
+    (mirrors :func:`_unmapped`; ``elements`` as there, whether unnested containers count)."""
+    # a key is unmapped where the tree has no entry for it: the key set is a subset of the
+    # tree's, tested in C without building anything
+    known = frozenset(tree)
+    partial = tuple((k, _inside_check(sub, elements)) for k, sub in tree.items()
+                    if sub is not True)
+
+    def check(value: dict[Any, Any]) -> bool:
+        if not value.keys() <= known:
+            return False
+        for k, f in partial:  # noqa: SIM110 - a loop is faster than all() over a generator
+            if k in value and not f(value[k]):
+                return False
+        return True
+
+    return check
+
+
+def _inside_check(sub: dict[Any, Any], elements: bool) -> Check:
+    """Mirrors :func:`_inside`: an unnested container, or an object read partly."""
+    if elements and _ELEMENTS in sub:
+        return _elements_check(sub)
+    check = _dict_check(sub, elements)
+    return lambda v: type(v) is not dict or check(v)
+
+
+def _elements_check(tree: dict[Any, Any]) -> Check:
+    """Mirrors :func:`_unmapped_elements`: True when no element has an unmapped field."""
+    inner = tree[_ELEMENTS]
+    if inner is True:
+        return lambda value: True
+    check = _dict_check(inner, False)
+    whole = frozenset(k for k, sub in tree.items() if sub is True)
+
+    def elements_check(value: Any) -> bool:
+        if type(value) is list:
+            for x in value:  # noqa: SIM110 - faster than all() over a generator
+                if type(x) is not dict or not check(x):
+                    return False
+            return True
+        if type(value) is dict:
+            for k, x in value.items():
+                if k in whole:
+                    continue
+                if type(x) is not dict or not check(x):
+                    return False
+        return True  # not a container: the unnesting feed rejects the document
+
+    return elements_check
 
 
 def _unmapped_root(doc: Any, tree: dict[Any, Any], memo: dict[Any, Any],
