@@ -102,3 +102,43 @@ def test_mapping_with_a_yaml_syntax_error(home: Path, command: str) -> None:
     out = check([command, "-c", "bad.yaml"], codes=(2,), hint=False)
     assert "bad.yaml:2" in out and "YAML" in out
     assert not home.exists()
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", [["run"], ["status"], ["rejects"], ["verify"],
+                                     ["rollback", "--yes"]])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost,127.0.0.1"])
+def test_unreachable_server_is_one_error_line_and_one_hint(
+        home: Path, dump: Path, dsn: str, command: list[str], host: str) -> None:
+    """libpq's message runs over several lines (and one per address tried): the error is
+    still one line, the hint another, and nothing else goes to standard error."""
+    mapping = write_mapping(home.parent / "m.yaml", dump, dsn)
+    port = _closed_port()
+    target = f"host={host} port={port} dbname=crm user=alice password=Kx9vQ2mLp"
+    res = runner.invoke(app, [*command, "-c", str(mapping), "--dsn", target])
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.splitlines()
+    assert len(lines) == 2, res.stderr
+    # verify connects on its own and names no DSN: "cannot reach the database (…)"
+    assert lines[0].startswith("error: cannot reach the "), lines
+    assert lines[1].startswith("hint: Check the DSN"), lines
+    assert f"port {port} failed: Connection refused" in lines[0], lines
+    assert "Kx9vQ2mLp" not in res.output
+    assert not home.exists()
+
+
+def test_rollback_refusal_with_a_malformed_dsn_names_the_dsn_error(home: Path, dump: Path,
+                                                                   dsn: str) -> None:
+    mapping = write_mapping(home.parent / "m.yaml", dump, dsn)
+    out = check(["rollback", "-c", str(mapping), "--dsn", "postgres//oops"])
+    assert "error: the target DSN (--dsn) cannot be read: postgres//oops" in out, out
+    assert "embedded server" not in out and "Refusing" not in out, out
+    assert not home.exists()

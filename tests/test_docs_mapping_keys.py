@@ -8,11 +8,12 @@ headed Key or Option. Each key is checked against the field names and aliases of
 
 from __future__ import annotations
 
+import ast
 import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel
@@ -254,6 +255,108 @@ def check_key_table(keys: list[str]) -> tuple[Level | None, list[str]]:
     return level, [k for k in keys if k not in level.keys]
 
 
+def literal_values(key: str) -> set[str] | None:
+    """The values a key of a fixed set of choices takes (``on_orphan``: reject, null, keep,
+    drop), over every level that has it; ``None`` for a key of any value."""
+    found: set[str] = set()
+    for model in MODELS:
+        f = model.model_fields.get(key) or next(
+            (f for f in model.model_fields.values() if f.alias == key), None)
+        if f is None:
+            continue
+        options = get_args(f.annotation) if get_origin(f.annotation) in (
+            Union, types.UnionType) else (f.annotation,)
+        for option in options:
+            if get_origin(option) is Literal:
+                found.update(str(v) for v in get_args(option))
+    return found or None
+
+
+# --- keys named in the package's messages and hints ----------------------------------------
+
+# 'unique: true', `on_orphan: keep`: a mapping fragment in a message, backticked or quoted
+CODE_SPAN = re.compile(r"`([^`\n]+)`|(?<![\w'])'([^'\n]+)'")
+# `{type: ..., ...}`, `[...]`: the elided parts of a fragment, entries and values
+ELIDED_ENTRY = re.compile(r",\s*\.\.\.(?=\s*[}\]])|(?<=[\[{])\s*\.\.\.(?=\s*[}\]])")
+ELIDED_VALUE = re.compile(r"(?<=:\s)\.\.\.(?=\s*[,}\]]|$)")
+
+
+def _unelided(fragment: str) -> str:
+    """``fragment`` as YAML: elided entries left out, an elided value a placeholder."""
+    return ELIDED_VALUE.sub("<value>", ELIDED_ENTRY.sub("", fragment))
+
+# the queries file of `docshift bench` has keys of its own (docs/bench.md)
+NOT_ABOUT_THE_MAPPING_CODE = ("bench",)
+# a message that explains YAML itself ("write each setting as 'name: value'")
+PLACEHOLDER_KEYS = {"name", "field"}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """The ids of the docstrings (and attribute docstrings) of a module: they speak to the
+    reader of the code, not to the user."""
+    found = set()
+    for node in ast.walk(tree):
+        for stmt in getattr(node, "body", []) if isinstance(getattr(node, "body", None),
+                                                            list) else []:
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+                found.add(id(stmt.value))
+    return found
+
+
+def code_strings(package: Path) -> list[tuple[str, int, str]]:
+    """``(file, line, text)`` of every string the package can show a user: its string
+    constants (hints, messages, help), f-strings' literal parts included, docstrings not."""
+    out = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package)
+        if rel.parts[0] in NOT_ABOUT_THE_MAPPING_CODE:
+            continue
+        tree = ast.parse(path.read_text())
+        skip = _docstrings(tree)
+        out += [(str(rel), node.lineno, node.value) for node in ast.walk(tree)
+                if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                and id(node) not in skip]
+    return out
+
+
+def span_keys(text: str, names: set[str]) -> list[str]:
+    """What is wrong with each mapping fragment ``text`` quotes: a key the model lacks (at
+    the fragment's level), or a value outside a key's fixed choices."""
+    wrong = []
+    for span in CODE_SPAN.finditer(text):
+        fragment = span.group(1) or span.group(2)
+        if not PROSE_KEY.match(fragment):
+            continue
+        try:
+            node = yaml.compose(_unelided(fragment))
+        except yaml.YAMLError:
+            wrong.append(f"'{fragment}' is not valid YAML")
+            continue
+        key, value = node.value[0]
+        if key.tag != "tag:yaml.org,2002:str" or key.value in PLACEHOLDER_KEYS | names:
+            continue  # a value map's true:, YAML's own name: value, an example's column
+        if key.value not in EVERY_KEY:
+            wrong.append(f"'{fragment}': `{key.value}:` is not a key of the mapping file")
+            continue
+        wrong += [f"'{fragment}': {lv} has no key {k!r}" for _, k, lv in check_yaml(
+            _unelided(fragment), 1)]
+        choices = literal_values(key.value)
+        if not choices or not isinstance(value, yaml.ScalarNode) or not value.value:
+            continue
+        # 'kind: mongodb | json' offers alternatives; '<column>' stands for a value
+        given = [v.strip() for v in value.value.split(" | ")]
+        wrong += [f"'{fragment}': {key.value} takes {', '.join(sorted(choices))}, not {v!r}"
+                  for v in given if not v.startswith("<") and v not in choices]
+    return wrong
+
+
+def code_problems(package: Path, names: set[str] | None = None) -> list[str]:
+    """``file:line: problem`` for every wrong mapping fragment in the package's strings."""
+    names = example_names() if names is None else names
+    return [f"{where}:{line}: {w}" for where, line, text in code_strings(package)
+            for w in span_keys(text, names)]
+
+
 def mapping_docs() -> list[Path]:
     return [ROOT / "README.md",
             *(p for p in sorted((ROOT / "docs").glob("*.md"))
@@ -352,3 +455,35 @@ def test_every_mapping_level_has_its_key_table() -> None:
                                and k.rstrip("_") not in documented.get(lv.name, set()))
                for lv in MODEL_LEVELS}
     assert not {n: ks for n, ks in missing.items() if ks}, missing
+
+
+def test_the_check_finds_a_wrong_key_in_a_hint(tmp_path: Path) -> None:
+    pkg = tmp_path / "docshift"
+    (pkg / "run").mkdir(parents=True)
+    (pkg / "bench").mkdir()
+    (pkg / "run" / "a.py").write_text('''"""A module: `ignored:` in a docstring is not shown."""
+hint = "add the field to `ignored: [...]`, or set \'on_orphan: keep\'"
+HINT = ("set \'on_orphan: skip\' or \'unique: true\', or write "
+        "\'indexes: [{columns: [...], uniq: ...}]\' or \'email: text\'")
+def f(col):
+    raise ValueError("a message", hint=f"{col}: set \'on_duplicates: reject\'")
+''')
+    (pkg / "bench" / "q.py").write_text("hint = \"\'params: {sql: ...}\' names them\"\n")
+    assert code_problems(pkg, {"email"}) == [
+        "run/a.py:2: \'ignored: [...]\': `ignored:` is not a key of the mapping file",
+        "run/a.py:3: \'on_orphan: skip\': on_orphan takes drop, keep, null, reject, not \'skip\'",
+        "run/a.py:3: \'indexes: [{columns: [...], uniq: ...}]\': IndexSpec has no key \'uniq\'",
+        "run/a.py:6: \'on_duplicates: reject\': `on_duplicates:` is not a key of the mapping "
+        "file",
+    ]
+
+
+def test_every_mapping_key_in_a_hint_or_message_exists() -> None:
+    """The package's hints and messages ('unique: true', `on_orphan: keep`) name only keys
+    the mapping model accepts, with one of their values (bench/: the queries file)."""
+    package = ROOT / "src" / "docshift"
+    fragments = [m for _, _, text in code_strings(package) for m in CODE_SPAN.finditer(text)
+                 if PROSE_KEY.match(m.group(1) or m.group(2))]
+    assert len(fragments) > 40  # the extraction finds the messages' fragments
+    problems = code_problems(package)
+    assert not problems, "\n".join(problems)

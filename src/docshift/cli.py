@@ -94,7 +94,7 @@ def _errors() -> Iterator[None]:
 
     from docshift.dsn import ENCODE_HINT, parse_dsn, scrub
     from docshift.run.migrate import Interrupted
-    from docshift.target.connect import DSN_ENV, UNREACHABLE_HINT, missing_database
+    from docshift.target.connect import DSN_ENV, UNREACHABLE_HINT, missing_database, one_line
 
     def given_dsns() -> list[str]:
         """Every DSN this command may have used: its options, $DOCSHIFT_DSN, the mapping's."""
@@ -152,7 +152,7 @@ def _errors() -> Iterator[None]:
             missing = None if d.startswith("mongodb") else missing_database(d, exc)
             if missing is not None:
                 raise fail(missing.message, missing.hint) from None
-        raise fail(f"cannot reach the database: {str(exc).strip()}", unreachable_hint()
+        raise fail(f"cannot reach the database ({one_line(str(exc))})", unreachable_hint()
                    ) from None
     except psycopg.Error as exc:
         if isinstance(exc, psycopg.ProgrammingError) and exc.sqlstate is None:
@@ -555,11 +555,14 @@ def rollback(
 
 def _rollback_target(m: Mapping, dsn: str | None) -> str:
     """The database a rollback would change, for its refusal (never starts a server)."""
-    from docshift.target.connect import redact, target_dsn
+    from docshift.errors import TargetError
+    from docshift.target.connect import given_dsn, redact, target_dsn
 
     try:
         return f"the target {redact(target_dsn(m, dsn, start=False))}"
-    except DocshiftError:
+    except TargetError:
+        if given_dsn(m, dsn) is not None:
+            raise  # a DSN that cannot be read: that is the error to report
         return "the embedded server's database (not running now)"
 
 
@@ -614,22 +617,12 @@ def _infer_to(source: str, out: Path, opts: object = None,
               output: _Output | None = None) -> None:
     """Infer a mapping from ``source`` and write it to ``out``, with a progress bar (with
     --verbose, a line per stream sampled; with --quiet, neither)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from docshift.infer import InferOptions, infer_mapping
+    from docshift.report.console import SamplingProgress
 
     output = output or _Output(False, False)
     bar_console = Console(quiet=True) if output.quiet else err
-    with _errors(), Progress(TextColumn("{task.description}"), BarColumn(),
-                             MofNCompleteColumn(), console=bar_console, transient=True) as bar:
-        tasks: dict[str, object] = {}
-
-        def progress(stream: str, done: int, estimate: int | None) -> None:
-            if stream not in tasks:
-                tasks[stream] = bar.add_task(f"sampling {stream}", total=estimate)
-                output.detail(f"sampling {stream}")
-            bar.update(tasks[stream], completed=done)  # type: ignore[arg-type]
-
+    with _errors(), SamplingProgress(bar_console, output.detail) as progress:
         text = infer_mapping(source, opts if isinstance(opts, InferOptions) else None,
                              progress)
         out.write_text(text)
@@ -751,11 +744,18 @@ def demo(
     scale: Annotated[float, typer.Option("--scale", help="Dataset size factor.")] = 1.0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 2,
     quiet: Quiet = False,
-    verbose: Verbose = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also print every "
+                                          "finalization step of both migrations, and where "
+                                          "the demo works.")] = False,
+    log_file: Annotated[Path | None, typer.Option("--log-file", help="Also write the plain, "
+                                                  "timestamped progress log of both "
+                                                  "migrations here.")] = None,
 ) -> None:
     """Generate data, migrate it into the embedded PostgreSQL, and show where it went."""
     import os
+    from contextlib import ExitStack
 
+    from docshift.report.console import DemoConsole
     from docshift.run.demo import run_demo
     from docshift.target.embedded import DEFAULT_HOME
 
@@ -764,8 +764,10 @@ def demo(
     out.detail(f"embedded server and datasets under "
                f"{Path(os.environ.get('DOCSHIFT_HOME', DEFAULT_HOME)).resolve()}; "
                f"scale {scale:g}, {workers} worker(s)")
-    with _errors():
-        code = run_demo(out.console, scale=scale, workers=workers)
+    with _errors(), ExitStack() as stack:
+        log = stack.enter_context(log_file.open("a", encoding="utf-8")) if log_file else None
+        view = DemoConsole(out.console, quiet=quiet, verbose=verbose, log=log)
+        code = run_demo(view, scale=scale, workers=workers)
     if quiet:
         out.result("demo ok" if code == EXIT_OK else f"demo failed (exit {code})")
     raise typer.Exit(code)

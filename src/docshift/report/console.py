@@ -5,12 +5,16 @@ their stream), an overall line (every document, rate, ETA) and, once the data is
 one line for finalization (its step count and the step under way). Anywhere else (CI,
 ``nohup``, a pipe) and in ``--log-file``, it writes plain timestamped lines instead: one
 per phase and, every few seconds, the documents done, the rate and the phase.
+
+``docshift demo`` shows its two migrations the same way (:class:`DemoConsole`), and
+``docshift infer`` a bar per stream it samples (:class:`SamplingProgress`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -18,7 +22,7 @@ from typing import IO, Any
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 
 from docshift.run.migrate import UI, RunResult
@@ -430,3 +434,69 @@ def print_findings(console: Console, res: RunResult) -> None:
             console.print(f"[yellow]warning:[/] {w}", highlight=False)
         for f in res.finalize.failures:
             console.print(f"[red]failed:[/] {f}", highlight=False)
+
+
+class DemoConsole:
+    """``docshift demo`` on a console (``run.demo.DemoView``): each migration's progress as
+    ``docshift run`` shows it (``verbose``: every finalization step too; ``log``: the plain
+    log of both migrations), its summary, the verifications and the benchmark."""
+
+    def __init__(self, console: Console, *, quiet: bool = False, verbose: bool = False,
+                 log: IO[str] | None = None) -> None:
+        self.console = console
+        self.quiet, self.verbose, self.log = quiet, verbose, log
+
+    def progress(self, m: Mapping, title: str) -> RichUI:
+        """The progress display of one migration, its ``title`` first in the log."""
+        from docshift.transform.rows import compile_streams
+
+        if self.log is not None:
+            self.log.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} {title}\n")
+        tables_of = {s: p.tables for s, p in compile_streams(m).items()}
+        return RichUI(self.console, tables_of, mapping=m, quiet=self.quiet,
+                      verbose=self.verbose, log=self.log)
+
+    def migrated(self, res: RunResult) -> None:
+        """The summary table and findings (the log gets the summary line)."""
+        if self.log is not None:
+            self.log.write(summary_line(res) + "\n")
+            self.log.flush()
+        self.console.print(summary_table(res))
+        print_findings(self.console, res)
+
+    def verified(self, rep: Any) -> None:
+        """A verification's checks."""
+        from docshift.report.verify import print_terminal
+
+        print_terminal(self.console, rep)
+
+    def benched(self, rep: Any) -> None:
+        """The benchmark's timings and advice."""
+        from docshift.report.bench import print_terminal
+
+        print_terminal(self.console, rep)
+
+
+class SamplingProgress:
+    """The progress of ``docshift infer``: a bar per stream sampled, gone once done, and a
+    line per stream on ``detail`` (``--verbose``). Called as ``infer_mapping``'s progress
+    callback: ``(stream, documents sampled, estimate)``."""
+
+    def __init__(self, console: Console, detail: Callable[[str], None]) -> None:
+        self.detail = detail
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), console=console, transient=True)
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> SamplingProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()
+
+    def __call__(self, stream: str, done: int, estimate: int | None) -> None:
+        if stream not in self.tasks:
+            self.tasks[stream] = self.bar.add_task(f"sampling {stream}", total=estimate)
+            self.detail(f"sampling {stream}")
+        self.bar.update(self.tasks[stream], completed=done)

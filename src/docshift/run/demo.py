@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
@@ -19,6 +21,12 @@ from rich.table import Table
 
 from docshift.errors import DocshiftError
 from docshift.target.connect import recreate_database
+
+if TYPE_CHECKING:
+    from docshift.bench.model import BenchReport
+    from docshift.run.migrate import UI, RunResult
+    from docshift.spec.model import Mapping
+    from docshift.verify.model import VerifyReport
 
 DEMO_DATABASES = {"crm": "docshift_demo_crm", "kv": "docshift_demo_kv"}
 KV_TABLE = "kv_store_demo"
@@ -47,19 +55,41 @@ def _psql() -> str:
         return "psql"
 
 
-def run_demo(console: Console, *, scale: float = 1.0, workers: int = 2) -> int:
-    """Run the demo; returns the process exit code."""
+class DemoView(Protocol):
+    """How the demo shows what it does (``report.console.DemoConsole`` on a terminal): it
+    narrates on ``console``, and renders each migration's progress and summary, each
+    verification and the benchmark, so that ``run/`` needs nothing of ``report/``."""
+
+    console: Console
+
+    def progress(self, m: Mapping, title: str) -> AbstractContextManager[UI]:
+        """The progress display of one migration (``title`` names it in a log)."""
+        ...
+
+    def migrated(self, res: RunResult) -> None:
+        """A migration's summary and findings."""
+        ...
+
+    def verified(self, rep: VerifyReport) -> None:
+        """A verification's checks."""
+        ...
+
+    def benched(self, rep: BenchReport) -> None:
+        """The benchmark's timings and advice."""
+        ...
+
+
+def run_demo(view: DemoView, *, scale: float = 1.0, workers: int = 2) -> int:
+    """Run the demo on the embedded server, shown through ``view``; returns the process
+    exit code."""
     from docshift.bench import BenchOptions, bench, load_queries
     from docshift.generate import generate_crm, generate_kv
-    from docshift.report.bench import print_terminal as print_bench
-    from docshift.report.console import RichUI, print_findings, summary_table
-    from docshift.report.verify import print_terminal
     from docshift.run.migrate import RunOptions, migrate
     from docshift.spec import load_mapping
     from docshift.target.embedded import DEFAULT_HOME, server_dsn
-    from docshift.transform.rows import compile_streams
     from docshift.verify import VerifyOptions, verify
 
+    console = view.console
     examples = examples_dir()
     home = Path(os.environ.get("DOCSHIFT_HOME", DEFAULT_HOME)).resolve()
     work = home / "demo"
@@ -86,11 +116,10 @@ def run_demo(console: Console, *, scale: float = 1.0, workers: int = 2) -> int:
         m = load_mapping(examples / kind / "docshift.yaml")
         console.print(f"Migrating with the {kind} example mapping into "
                       f"[bold]{DEMO_DATABASES[kind]}[/]…")
-        tables_of = {s: p.tables for s, p in compile_streams(m).items()}
-        with RichUI(console, tables_of, mapping=m) as ui:
+        with view.progress(m, f"docshift demo: the {kind} example mapping → "
+                           f"{DEMO_DATABASES[kind]}") as ui:
             res = migrate(m, dsn, RunOptions(workers=workers, batch_size=2000), ui)
-        console.print(summary_table(res))
-        print_findings(console, res)
+        view.migrated(res)
         got = {t.table: t.rows for t in res.tables}
         wrong = {t: (n, got.get(t)) for t, n in manifest.expected_rows.items()
                  if got.get(t) != n}
@@ -109,7 +138,7 @@ def run_demo(console: Console, *, scale: float = 1.0, workers: int = 2) -> int:
                           f"unmatched keys {res.unmatched_keys} (expected {want_u})[/]")
         console.print(f"Verifying {DEMO_DATABASES[kind]} against the source…")
         rep = verify(m, dsn, VerifyOptions())
-        print_terminal(console, rep)
+        view.verified(rep)
         if not rep.ok:
             ok = False
         else:
@@ -122,7 +151,7 @@ def run_demo(console: Console, *, scale: float = 1.0, workers: int = 2) -> int:
                           "the new tables…")
             brep = bench(m, dsn, load_queries(examples / "kv" / "queries.yaml"),
                          BenchOptions(runs=10))
-            print_bench(console, brep)
+            view.benched(brep)
             ok = ok and brep.ok
         created += [(DEMO_DATABASES[kind], t, n) for t, n in got.items()]
     t = Table(title="what the demo created")

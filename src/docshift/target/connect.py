@@ -29,12 +29,11 @@ def target_dsn(m: Mapping, override: str | None = None, *, start: bool = True) -
     ``start=False`` (commands that only read docshift's state) the embedded server is never
     started: when it is not running, there is no state to read, and that is the error.
     """
-    given = [("--dsn", override), (f"${DSN_ENV}", os.environ.get(DSN_ENV)),
-             (f"target.dsn in {m.path}", m.target.dsn)]
-    for where, dsn in given:
-        if dsn:
-            parse_dsn(dsn, what=f"the target DSN ({where})")
-            return dsn
+    given = given_dsn(m, override)
+    if given is not None:
+        where, dsn = given
+        parse_dsn(dsn, what=f"the target DSN ({where})")
+        return dsn
     from docshift.target.embedded import running_server_dsn, server_dsn
 
     if start:
@@ -47,6 +46,15 @@ def target_dsn(m: Mapping, override: str | None = None, *, start: bool = True) -
             hint="Give the target with --dsn or $DOCSHIFT_DSN, or run `docshift run` (which "
             "starts the embedded server) first.")
     return running
+
+
+def given_dsn(m: Mapping, override: str | None = None) -> tuple[str, str] | None:
+    """Where the target DSN is given and the DSN, unchecked: ``override`` (--dsn),
+    $DOCSHIFT_DSN or the mapping's ``target.dsn``; ``None`` when the embedded server is the
+    target."""
+    given = [("--dsn", override), (f"${DSN_ENV}", os.environ.get(DSN_ENV)),
+             (f"target.dsn in {m.path}", m.target.dsn)]
+    return next(((where, dsn) for where, dsn in given if dsn), None)
 
 
 def redact(dsn: str) -> str:
@@ -72,8 +80,32 @@ def connect(dsn: str) -> psycopg.Connection:
         missing = missing_database(dsn, exc)
         if missing is not None:
             raise missing from None
-        raise TargetError(f"cannot reach the target database {mask(dsn)}: "
-                          f"{scrub(str(exc).strip(), dsn)}", hint=UNREACHABLE_HINT) from None
+        # the DSN, then a space: a password=*** at its end must not swallow what follows
+        raise TargetError(f"cannot reach the target database {mask(dsn)} "
+                          f"({scrub(one_line(str(exc)), dsn)})", hint=UNREACHABLE_HINT
+                          ) from None
+
+
+_ATTEMPTS = "Multiple connection attempts failed. All failures were:"
+_ATTEMPT = re.compile(r"^- host: .*?: (?=connection )")
+_FAILED = re.compile(r"^connection (?:failed|is bad): (?=connection )")
+
+
+def one_line(message: str) -> str:
+    """A driver's connection error on one line: libpq puts its advice on a line of its own
+    and psycopg adds a block naming each address it tried, so the lines are joined with
+    ``; ``, each reason given once, without the redundant ``connection failed:``."""
+    head, _, attempts = message.partition(_ATTEMPTS)
+    parts: list[str] = []
+    for chunk in [head, *re.split(r"\n(?=- host: )", attempts)]:
+        chunk = _FAILED.sub("", _ATTEMPT.sub("", chunk.strip()))
+        for line in chunk.splitlines():
+            line = _FAILED.sub("", line.strip())
+            if parts and line[:1].isupper() and line[1:2].islower():
+                line = line[0].lower() + line[1:]  # a sentence that goes on the line before
+            if line and line not in parts:
+                parts.append(line)
+    return "; ".join(parts)
 
 
 _NO_DATABASE = re.compile(r'database "(?P<name>(?:[^"]|"")+)" does not exist')
