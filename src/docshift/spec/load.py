@@ -53,8 +53,7 @@ def read_text_file(path: Path, what: str, missing_hint: str) -> str:
 def parse_mapping(text: str, filename: str = "docshift.yaml") -> Mapping:
     """Validate mapping text; ``filename`` is only used in messages."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _read_yaml(text)
     except yaml.YAMLError as exc:
         problem = _yaml_problem(filename, text, exc)
         raise MappingError(problem, problems=[problem]) from None
@@ -91,6 +90,27 @@ def parse_mapping(text: str, filename: str = "docshift.yaml") -> Mapping:
     if problems:
         raise _error(filename, problems)
     return mapping
+
+
+def _read_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The YAML node tree (for line numbers) and the data it holds (as ``safe_load`` reads
+    it), parsed once, by libyaml when PyYAML has it (30 times faster than pure Python)."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return _compose(fast, text)
+        except yaml.YAMLError:
+            pass  # the pure-Python parser's description of the problem is the one we explain
+    return _compose(yaml.SafeLoader, text)
+
+
+def _compose(loader_class: Any, text: str) -> tuple[yaml.Node | None, Any]:
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
 
 
 def _error(filename: str, problems: list[tuple[int, str]], hint: str = REFERENCE_HINT

@@ -22,6 +22,7 @@ Tables:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,11 +130,22 @@ CREATE TABLE IF NOT EXISTS docshift.objects (
 """
 
 
+STATE_VERSION = "docshift state " + hashlib.sha256(_DDL.encode()).hexdigest()[:16]
+"""The comment on schema ``docshift`` once the state tables are exactly as ``_DDL`` makes
+them: a run that finds it skips the DDL (about 0.1 s of server time per run)."""
+
+
 def ensure_state(conn: psycopg.Connection) -> None:
-    """Create the state schema and tables if they do not exist."""
+    """Create the state schema and tables if they do not exist (or miss a column)."""
+    row = conn.execute("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace "
+                       "WHERE nspname = %s", (STATE_SCHEMA,)).fetchone()
+    if row is not None and row[0] == STATE_VERSION:
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('docshift.state'))")
         conn.execute(_DDL)
+        conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+            sql.Identifier(STATE_SCHEMA), sql.Literal(STATE_VERSION)))
 
 
 def state_exists(conn: psycopg.Connection) -> bool:
