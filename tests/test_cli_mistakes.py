@@ -142,3 +142,18 @@ def test_rollback_refusal_with_a_malformed_dsn_names_the_dsn_error(home: Path, d
     assert "error: the target DSN (--dsn) cannot be read: postgres//oops" in out, out
     assert "embedded server" not in out and "Refusing" not in out, out
     assert not home.exists()
+
+
+def test_bench_against_an_unreachable_server_is_one_error_line(home: Path, dump: Path,
+                                                               dsn: str) -> None:
+    mapping = write_mapping(home.parent / "m.yaml", dump, dsn)
+    queries = home.parent / "q.yaml"
+    queries.write_text("queries:\n  - name: one\n    sql: SELECT 1\n")
+    target = f"host=127.0.0.1 port={_closed_port()} dbname=crm user=alice password=Kx9vQ2mLp"
+    res = runner.invoke(app, ["bench", "--queries", str(queries), "-c", str(mapping),
+                              "--dsn", target])
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.splitlines()
+    assert len(lines) == 2, res.stderr
+    assert lines[0].startswith("error: cannot reach the target database "), lines
+    assert "Connection refused" in lines[0] and "Kx9vQ2mLp" not in res.output

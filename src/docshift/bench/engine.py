@@ -25,6 +25,7 @@ from docshift.bench.queries import Params, QueriesFile, Query
 from docshift.dsn import mask, scrub
 from docshift.errors import DocshiftError, SourceError
 from docshift.spec.model import Mapping
+from docshift.target.connect import one_line
 
 DEFAULT_RUNS = 20
 DEFAULT_WARMUP = 2
@@ -52,8 +53,8 @@ def _read_only(dsn: str, what: str) -> psycopg.Connection:
         conn = psycopg.connect(dsn, autocommit=True, application_name="docshift-bench")
     except psycopg.Error as exc:
         error = SourceError if what == "source" else DocshiftError
-        raise error(f"cannot reach the {what} database {mask(dsn)}: "
-                    f"{scrub(str(exc).strip(), dsn)}",
+        raise error(f"cannot reach the {what} database {mask(dsn)} "
+                    f"({scrub(one_line(str(exc)), dsn)})",
                     hint="Check the DSN (host, port, database, user, password).") from None
     conn.execute("SET default_transaction_read_only = on")
     return conn
