@@ -21,6 +21,7 @@ columns stay so that a re-run can retry it.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -119,6 +120,7 @@ def finalize(conn: psycopg.Connection, m: Mapping, run_id: int, log: Any = None,
     try:
         return f.run()
     finally:
+        f.close()
         conn.execute("RESET lock_timeout")
 
 
@@ -151,13 +153,18 @@ class _Finalizer:
         self.rep = FinalizeReport()
         self.dropped = [(t, n, orjson.loads(d or "{}")) for t, n, d in objects(conn, "dropped")]
         self._units: dict[int, str] | None = None
+        # the run lock is held: no other session records steps of this run, so the
+        # recorded steps are read once and kept up to date as steps commit
+        self._done: dict[str, dict[str, Any]] = dict(conn.execute(
+            "SELECT step, detail FROM docshift.steps WHERE run_id = %s", (run_id,)).fetchall())
+        self._local = threading.local()
+        self._conns: list[psycopg.Connection] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- steps -------------------------------------------------------------------------
 
     def done(self, c: psycopg.Connection, name: str) -> dict[str, Any] | None:
-        row = c.execute("SELECT detail FROM docshift.steps WHERE run_id = %s AND step = %s",
-                        (self.run_id, name)).fetchone()
-        return row[0] if row else None
+        return self._done.get(name)
 
     def step(self, c: psycopg.Connection, name: str,
              fn: Callable[[psycopg.Connection], dict[str, Any] | None], *,
@@ -180,7 +187,10 @@ class _Finalizer:
                 mark_step(cn, self.run_id, name, d)
             return d
 
-        return self.locked(c, name, body, transaction=transaction)
+        d = self.locked(c, name, body, transaction=transaction)
+        if d is not None:
+            self._done[name] = d  # committed
+        return d
 
     def locked(self, c: psycopg.Connection, name: str,
                body: Callable[[psycopg.Connection], Any], *, transaction: bool = True) -> Any:
@@ -228,17 +238,35 @@ class _Finalizer:
                 for name, fn in g:
                     self.step(self.conn, name, fn, transaction=not _outside(name))
             return
-        dsn = self.dsn
-
         def work(group: list[tuple[str, Callable[[psycopg.Connection], Any]]]) -> None:
-            with connect(dsn) as c:
-                _tune(c)
-                for name, fn in group:
-                    self.step(c, name, fn, transaction=not _outside(name))
+            c = self.thread_connection()
+            for name, fn in group:
+                self.step(c, name, fn, transaction=not _outside(name))
 
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(groups))) as pool:
-            for fut in [pool.submit(work, g) for g in groups]:
-                fut.result()
+        if self._pool is None:
+            # one pool for the whole finalization: its threads keep their connections
+            self._pool = ThreadPoolExecutor(max_workers=self.parallel)
+        for fut in [self._pool.submit(work, g) for g in groups]:
+            fut.result()
+
+    def thread_connection(self) -> psycopg.Connection:
+        """This thread's own connection, opened once and kept for every later group."""
+        c = getattr(self._local, "conn", None)
+        if c is None or c.closed:
+            assert self.dsn is not None
+            c = connect(self.dsn)
+            _tune(c)
+            self._local.conn = c
+            self._conns.append(c)
+        return c
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for c in self._conns:
+            c.close()
+        self._conns.clear()
 
     # -- the whole sequence ------------------------------------------------------------
 
@@ -406,7 +434,10 @@ class _Finalizer:
         if not todo:
             return
 
+        added: dict[str, dict[str, Any]] = {}
+
         def all_at_once(c: psycopg.Connection) -> bool:
+            added.clear()
             try:
                 with c.transaction():
                     for table, name, stmt, ref in todo:
@@ -415,6 +446,7 @@ class _Finalizer:
                             detail.update(self.kept(c, ref))
                         c.execute(stmt)
                         mark_step(c, self.run_id, name, detail)
+                        added[name] = detail
             except (psycopg.errors.ForeignKeyViolation, psycopg.errors.UniqueViolation,
                     psycopg.errors.InvalidForeignKey):
                 return False
@@ -422,6 +454,7 @@ class _Finalizer:
 
         self.log("add foreign keys")
         if self.locked(self.conn, "add foreign keys", all_at_once):
+            self._done.update(added)
             return
         self.orphans_fixpoint()
         for table, name, stmt, ref in todo:
