@@ -12,9 +12,4 @@ finally:
     gc.enable()
 gc.freeze()
 
-try:
-    main()
-finally:
-    # what the command itself imported and built also lives until the process ends: left
-    # out of the final collections, the interpreter exits in milliseconds, not a quarter second
-    gc.freeze()
+main()
