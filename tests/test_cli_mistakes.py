@@ -127,8 +127,7 @@ def test_unreachable_server_is_one_error_line_and_one_hint(
     assert res.exit_code == 1, res.output
     lines = res.stderr.splitlines()
     assert len(lines) == 2, res.stderr
-    # verify connects on its own and names no DSN: "cannot reach the database (…)"
-    assert lines[0].startswith("error: cannot reach the "), lines
+    assert lines[0].startswith("error: cannot reach the target database "), lines
     assert lines[1].startswith("hint: Check the DSN"), lines
     assert f"port {port} failed: Connection refused" in lines[0], lines
     assert "Kx9vQ2mLp" not in res.output

@@ -148,6 +148,10 @@ CRM_FAULTS = [
      ["UPDATE accounts SET social = social - (SELECT k FROM jsonb_object_keys(social) k "
       "LIMIT 1) WHERE id = (SELECT min(id::text)::uuid FROM accounts WHERE "
       "jsonb_typeof(social) = 'object' AND social <> '{}') RETURNING id"]),
+    ("remove a key from the catch-all jsonb value", "my_account", "details",
+     ["UPDATE my_account SET details = details - (SELECT k FROM jsonb_object_keys(details) k "
+      "ORDER BY k LIMIT 1) WHERE id = (SELECT min(id::text)::uuid FROM my_account WHERE "
+      "details <> '{}') RETURNING id"]),
     ("delete a quarantine entry", "stream", None,
      ["DELETE FROM docshift.rejects WHERE id = (SELECT min(id) FROM docshift.rejects "
       "WHERE stage = 'convert') RETURNING source_key"]),

@@ -9,7 +9,7 @@ accept a document as quarantined, and a quarantined document is then checked to 
 
 from __future__ import annotations
 
-import random
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -23,15 +23,9 @@ from psycopg import sql
 from docshift.errors import DocshiftError
 from docshift.spec.check import resolve_reference
 from docshift.spec.model import Mapping
-from docshift.target.state import doc_id
-from docshift.verify import ledger
+from docshift.transform.pgtypes import parse_type
+from docshift.verify import ledger, scan
 from docshift.verify.expect import (
-    FILTERED,
-    IGNORED,
-    LOADED,
-    REJECTED,
-    UNMATCHED,
-    StreamReader,
     table_types,
 )
 from docshift.verify.model import (
@@ -45,12 +39,20 @@ from docshift.verify.model import (
     VerifyReport,
 )
 
-FLUSH_ROWS = 5000
-"""Expected rows buffered per table before they are copied to the verifier's temp table."""
+FLUSH_BYTES = 8 << 20
+"""Expected rows' COPY data buffered per table before it is copied to the verifier's temp
+table (bounded memory)."""
 
-NORMAL, OPTIONAL, QUARANTINED = "n", "o", "q"
-"""Kinds of expected rows: must be in the target; may be (a row-level quarantine entry of an
-older finalization removed some of the document's rows in that table); must not be."""
+PARALLEL_MIN_DOCS = 50_000
+"""From this many source documents on (and with more than one part to read), the source is
+read by several processes unless ``VerifyOptions.workers`` says otherwise."""
+
+TEMP_BUFFERS = "256MB"
+"""The verifier's session's memory for its temporary tables (beyond it they spill to disk)."""
+
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+"""The header and trailer of PostgreSQL's binary COPY format, around the parts' rows."""
 
 _SRC, _DOC, _KIND = "_v_src", "_v_doc", "_v_kind"
 
@@ -67,7 +69,8 @@ class _Table:
     pk: list[str]
     exp: str
     resolved: str
-    buffer: list[tuple[Any, ...]] = field(default_factory=list)
+    buffer: list[bytes] = field(default_factory=list)
+    buffered: int = 0
     present: bool = True
 
 
@@ -76,11 +79,15 @@ def verify(m: Mapping, dsn: str, options: VerifyOptions | None = None) -> Verify
     from docshift import __version__
     from docshift.dsn import mask
     from docshift.sources import open_source
+    from docshift.target.connect import connect
 
     options = options or VerifyOptions()
     started = time.monotonic()
     rep = VerifyReport(options=options)
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
+        # the expected rows live in temporary tables: let them stay in memory (this must be
+        # set before the session first touches a temporary table)
+        conn.execute(sql.SQL("SET temp_buffers = {}").format(sql.Literal(TEMP_BUFFERS)))
         run_id = ledger.latest_run_id(conn)
         if run_id is None:
             raise DocshiftError("nothing to verify: docshift has not migrated into this "
@@ -96,7 +103,7 @@ def verify(m: Mapping, dsn: str, options: VerifyOptions | None = None) -> Verify
             from docshift.target.prepare import resolve_existing_types
 
             resolve_existing_types(conn, m)
-        v = _Verifier(m, conn, options, rep, run_id)
+        v = _Verifier(m, conn, options, rep, run_id, dsn)
         v.schema()
         src = open_source(m.source, dsn)
         try:
@@ -128,42 +135,6 @@ def _ledger_message(led: StreamLedger) -> str:
             f"{led.unaccounted} unaccounted")
 
 
-class _RunNumbers:
-    """Numbers the documents of one stream, read from its start, as the run numbered them:
-    ``unit_no << 40 | ordinal``, a unit ending at its ``end`` position, as a worker stops."""
-
-    def __init__(self, stream: Any, units: list[ledger.Unit] | None) -> None:
-        self.units = units or []
-        self.past = getattr(stream, "past", None)
-        self.i = self.ordinal = 0
-
-    def next(self, position: str) -> int | None:
-        """The run's number of the document at ``position`` (the next one read)."""
-        if not self.units:
-            return None
-        while (self.i + 1 < len(self.units) and self.units[self.i].end is not None
-               and self.past is not None and self.past(position, self.units[self.i].end)):
-            self.i, self.ordinal = self.i + 1, 0
-        number = doc_id(self.units[self.i].number, self.ordinal)
-        self.ordinal += 1
-        return number
-
-
-@dataclass
-class _Entries:
-    """The quarantine entries of one stream's documents: by the document's number in the run
-    where the entry has one, else by source key."""
-
-    by_doc: dict[int, list[ledger.Quarantined]]
-    by_key: dict[tuple[str, str | None], list[ledger.Quarantined]]
-    units: list[ledger.Unit] | None
-
-    def of(self, stream: str, key: str, number: int | None) -> list[ledger.Quarantined]:
-        out = [] if number is None else [
-            q for q in self.by_doc.get(number, []) if stream in q.streams and q.source_key == key]
-        return out + self.by_key.get((stream, key), [])
-
-
 FLOAT_SUM_TOLERANCE = 1e-9
 """Relative tolerance for sums of real / double precision columns: a float sum depends on
 the order of its terms, which differs between two scans."""
@@ -177,16 +148,21 @@ def _close(a: float, b: float) -> bool:
 
 class _Verifier:
     def __init__(self, m: Mapping, conn: psycopg.Connection, options: VerifyOptions,
-                 rep: VerifyReport, run_id: int) -> None:
-        self.m, self.conn, self.opts, self.rep = m, conn, options, rep
+                 rep: VerifyReport, run_id: int, dsn: str) -> None:
+        self.m, self.conn, self.opts, self.rep, self.dsn = m, conn, options, rep, dsn
         self.schema_name = m.target.schema_
         self.cap = options.max_differences
         self.tables: dict[str, _Table] = {}
         for i, (name, spec) in enumerate(m.tables.items()):
-            self.tables[name] = _Table(name, list(spec.columns), table_types(m, spec),
+            types = table_types(m, spec)
+            if spec.extra:
+                # the catch-all column is compared like any jsonb column: by value
+                types[spec.extra] = parse_type("jsonb")
+            self.tables[name] = _Table(name, list(types), types,
                                        list(spec.primary_key or []), f"_v_exp_{i}",
                                        f"_v_res_{i}")
         self.quarantine = ledger.quarantined(conn, run_id)
+        self.provenance = ledger.provenance(conn) if m.target.mode == "existing" else {}
         self.sample: dict[str, list[int]] = {}
         # the ledger of each stream and its check, by the stream's number in the verifier
         self.ledgers: dict[int, StreamLedger] = {}
@@ -194,6 +170,8 @@ class _Verifier:
         # documents with only row-level quarantine entries: counted as quarantined, yet some
         # of their rows are expected
         self.partly_quarantined: set[int] = set()
+        # the stream (by number) of each document-number prefix
+        self.prefix_stream: dict[int, int] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -215,8 +193,6 @@ class _Verifier:
     # ------------------------------------------------------------------ schema
 
     def schema(self) -> None:
-        from docshift.transform.pgtypes import parse_type
-
         existing = self.m.target.mode == "existing"
         for t in self.tables.values():
             cols = {r[0]: r[1:] for r in self.rows(
@@ -240,6 +216,10 @@ class _Verifier:
                 if existing:
                     continue
                 have_type, notnull, hasdef = cols[c]
+                if c == spec.extra:
+                    if parse_type(have_type).sql != "jsonb":
+                        diffs.append(Difference(None, c, "jsonb", have_type, "type differs"))
+                    continue
                 want = t.types[c].sql
                 try:
                     have = parse_type(have_type).sql
@@ -275,29 +255,38 @@ class _Verifier:
                      sql.SQL("{} text").format(sql.Identifier(_KIND))]
             self.conn.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(
                 sql.Identifier(t.exp), sql.SQL(", ").join(defs)))
-        units = ledger.units(self.conn, self.rep.environment["run_id"])
-        # an entry naming its document by number is matched by that number (several documents
-        # may share a key); one without (older state, or no numbered units) by its key
-        by_doc: dict[int, list[ledger.Quarantined]] = {}
-        by_key: dict[tuple[str, str | None], list[ledger.Quarantined]] = {}
-        for q in self.quarantine:
-            if q.doc_id is not None and all(s in units for s in q.streams):
-                by_doc.setdefault(q.doc_id, []).append(q)
-                continue
-            for s in q.streams:
-                by_key.setdefault((s, q.source_key), []).append(q)
-        used: set[int] = set()
-        streams = list(dict.fromkeys(
+        streams = [s for s in dict.fromkeys(
             (self.m.source.table if self.m.source.kind == "postgres_kv" else f.from_)
-            for t in self.m.tables.values() for f in t.feeds or []))
-        rng = random.Random(self.opts.seed)
+            for t in self.m.tables.values() for f in t.feeds or []) if s is not None]
+        work = self._parts(streams)
         for number, stream in enumerate(streams):
-            assert stream is not None
-            self._read_stream(src, number, stream, _Entries(by_doc, by_key, units.get(stream)),
-                              used, rng)
+            self.ledgers[number] = StreamLedger(stream)
+            self.rep.streams.append(self.ledgers[number])
+        tables = [(t.name, scan.copy_types(t.columns, t.types)) for t in self.tables.values()]
+        args = (self.opts.sample if not self.opts.full else 0, self.opts.seed, self.cap, tables)
+        order = list(self.tables.values())
+
+        def sink(i: int, data: bytes) -> None:
+            t = order[i]
+            t.buffer.append(data)
+            t.buffered += len(data)
+            if t.buffered >= FLUSH_BYTES:
+                self._flush(t)
+
+        workers = self._workers(src, streams, work)
+        if workers > 1:
+            results = scan.scan_parallel(self.m, self.dsn, work, workers, args, sink)
+        else:
+            results = [scan.scan(self.m, self.dsn, p, e, *args, sink=sink) for p, e in work]
         for t in self.tables.values():
             self._flush(t)
-        stray = [q for q in self.quarantine if id(q) not in used]
+        by_stream: dict[int, list[scan.PartResult]] = {}
+        for (part, _), res in zip(work, results, strict=True):
+            by_stream.setdefault(part.stream_number, []).append(res)
+        used: set[int] = set()
+        for number, stream in enumerate(streams):
+            self._stream_checks(number, stream, by_stream.get(number, []), used)
+        stray = [q for i, q in enumerate(self.quarantine) if i not in used]
         self.add("reconciliation", "quarantine entries name source documents", "(quarantine)",
                  FAIL if stray else PASS, expected=0, actual=len(stray),
                  differences=[Difference(q.source_key, q.field, None, None,
@@ -308,79 +297,91 @@ class _Verifier:
                               for q in stray[:self.cap]], differences_total=len(stray))
         self._unquarantined_duplicates()
 
-    def _read_stream(self, src: Any, number: int, stream: str, entries: _Entries,
-                     used: set[int], rng: random.Random) -> None:
-        reader = StreamReader(self.m, stream)
-        led = StreamLedger(stream)
-        self.rep.streams.append(led)
-        source_stream = src.stream(stream)
-        numbers = _RunNumbers(source_stream, entries.units)
+    def _parts(self, streams: list[str]) -> list[tuple[scan.Part, scan.Entries]]:
+        """What to read, in source order: each of the run's work units of a stream whose
+        units are numbered (its documents then get the run's numbers), else the whole
+        stream; with the quarantine entries each part may meet."""
+        units = ledger.units(self.conn, self.rep.environment["run_id"])
+        spare = 1 + max((u.number for us in units.values() for u in us), default=-1)
+        parts: list[scan.Part] = []
+        for number, stream in enumerate(streams):
+            if stream in units:
+                for u in units[stream]:
+                    parts.append(scan.Part(len(parts), number, stream, u.start, u.end, u.number,
+                                           True))
+            else:
+                parts.append(scan.Part(len(parts), number, stream, None, None, spare, False))
+                spare += 1
+        self.prefix_stream = {p.prefix: p.stream_number for p in parts}
+        entries = {p.index: scan.Entries() for p in parts}
+        by_prefix = {p.prefix: p for p in parts if p.numbered}
+        whole = {}
+        for p in parts:
+            whole.setdefault(p.stream, []).append(p)
+        # an entry naming its document by number is matched by that number (several documents
+        # may share a key); one without (older state, or no numbered units) by its key
+        for i, q in enumerate(self.quarantine):
+            if q.doc_id is not None and all(s in units for s in q.streams):
+                part = by_prefix.get(q.doc_id >> scan.ORDINAL_BITS)
+                if part is not None:
+                    entries[part.index].by_doc.setdefault(q.doc_id, []).append((i, q))
+                continue
+            if q.source_key is None:
+                continue  # names no document: reported below
+            for s in q.streams:
+                for part in whole.get(s, []):
+                    entries[part.index].by_key.setdefault(q.source_key, []).append((i, q))
+        return [(p, entries[p.index]) for p in parts]
+
+    def _workers(self, src: Any, streams: list[str], work: list[Any]) -> int:
+        """How many processes read the source: one for a small source, where starting
+        processes would cost more than it saves."""
+        asked = self.opts.workers
+        cap = min(len(work), os.cpu_count() or 1)
+        if asked is not None:
+            return max(1, min(asked, len(work)))
+        if cap < 2:
+            return 1
+        total = 0
+        for s in streams:
+            total += src.stream(s).estimate_count() or 0
+        return cap if total >= PARALLEL_MIN_DOCS else 1
+
+    def _stream_checks(self, number: int, stream: str, parts: list[scan.PartResult],
+                       used: set[int]) -> None:
+        led = self.ledgers[number]
         unaccounted: list[Difference] = []
         unexpected: list[Difference] = []
+        n_unexpected = 0
         unmapped: Counter[str] = Counter()
         examples: dict[str, str] = {}
-        reservoir: list[int] = []
-        seen_loaded = 0
-        for ordinal, sdoc in enumerate(source_stream.read()):
-            led.documents += 1
-            doc_no = (number << 40) | ordinal
-            exp = reader.read(sdoc)
-            qs = entries.of(stream, sdoc.key, numbers.next(sdoc.position))
-            for q in qs:
-                used.add(id(q))
-            whole = [q for q in qs if q.whole_document]
-            if qs:
-                led.quarantined += 1
-                if exp.outcome == LOADED:
-                    partial = {q.table for q in qs if not q.whole_document}
-                    if not whole:
-                        self.partly_quarantined.add(doc_no)
-                    for table, rows in exp.rows.items():
-                        kind = (QUARANTINED if whole else
-                                OPTIONAL if table in partial else NORMAL)
-                        self._emit(table, rows, sdoc.key, doc_no, kind)
-                elif exp.outcome != REJECTED:
-                    unexpected.append(Difference(sdoc.key, None, exp.outcome, "quarantined",
-                                                 f"quarantined ({qs[0].error_class}) although "
-                                                 f"the mapping says it is {exp.outcome}"))
-                continue
-            if exp.outcome == REJECTED:
-                led.unaccounted += 1
-                unaccounted.append(Difference(
-                    sdoc.key, exp.field, exp.error_class, None,
-                    f"not in the target and not in the quarantine: it cannot be converted "
-                    f"({exp.error_class}"
-                    + (f" in table {exp.table}" if exp.table else "") + f": {exp.message})"))
-                continue
-            if exp.outcome == LOADED:
-                led.loaded += 1
-                for table, rows in exp.rows.items():
-                    self._emit(table, rows, sdoc.key, doc_no, NORMAL)
-                seen_loaded += 1
-                if len(reservoir) < self.opts.sample:
-                    reservoir.append(doc_no)
-                else:
-                    j = rng.randrange(seen_loaded)
-                    if j < self.opts.sample:
-                        reservoir[j] = doc_no
-                for path in reader.unmapped(sdoc, list(exp.rows)):
-                    unmapped[path] += 1
-                    examples.setdefault(path, sdoc.key)
-            elif exp.outcome == FILTERED:
-                led.filtered += 1
-            elif exp.outcome == IGNORED:
-                led.ignored += 1
-            elif exp.outcome == UNMATCHED:
-                led.unmatched += 1
-        self.sample[stream] = reservoir
-        diffs = unaccounted + unexpected
-        status = FAIL if unaccounted or not led.balanced else WARN if unexpected else PASS
+        sample: list[tuple[int, int]] = []
+        for r in parts:
+            led.documents += r.documents
+            led.loaded += r.loaded
+            led.quarantined += r.quarantined
+            led.filtered += r.filtered
+            led.ignored += r.ignored
+            led.unmatched += r.unmatched
+            led.unaccounted += r.unaccounted
+            unaccounted += r.unaccounted_diffs
+            unexpected += r.unexpected_diffs
+            n_unexpected += r.unexpected
+            unmapped.update(r.unmapped)
+            for path, key in r.examples.items():
+                examples.setdefault(path, key)
+            sample += r.sample
+            used.update(r.used)
+            self.partly_quarantined.update(r.partly_quarantined)
+        self.sample[stream] = [d for _, d in sorted(sample)[:self.opts.sample]]
+        diffs = (unaccounted + unexpected)[:self.cap]
+        status = (FAIL if led.unaccounted or not led.balanced else
+                  WARN if n_unexpected else PASS)
         self.stream_checks[number] = self.add(
             "reconciliation", "every document accounted for", f"stream {stream}", status,
             expected=led.documents, actual=led.documents - led.unaccounted,
-            message=_ledger_message(led), differences=diffs[:self.cap],
-            differences_total=len(diffs))
-        self.ledgers[number] = led
+            message=_ledger_message(led), differences=diffs,
+            differences_total=led.unaccounted + n_unexpected)
         cover = [Difference(examples[p], p, n, None, f"{n} document(s) have this field; no "
                             "column reads it and no 'ignore' names it")
                  for p, n in unmapped.most_common()]
@@ -431,7 +432,7 @@ class _Verifier:
 
     def _unaccounted(self, doc_no: int, diff: Difference) -> None:
         """Count a document the read took as loaded as unaccounted after all."""
-        number = doc_no >> 40
+        number = self.prefix_stream[doc_no >> scan.ORDINAL_BITS]
         led, check = self.ledgers[number], self.stream_checks[number]
         if doc_no not in self.partly_quarantined:
             led.loaded -= 1
@@ -443,23 +444,18 @@ class _Verifier:
             check.differences.append(diff)
         check.differences_total += 1
 
-    def _emit(self, table: str, rows: list[tuple[Any, ...]], key: str, doc_no: int,
-              kind: str) -> None:
-        t = self.tables[table]
-        t.buffer.extend((*r, key, doc_no, kind) for r in rows)
-        if len(t.buffer) >= FLUSH_ROWS:
-            self._flush(t)
-
     def _flush(self, t: _Table) -> None:
         if not t.buffer:
             return
-        types = [t.types[c].copy_name for c in t.columns] + ["text", "int8", "text"]
         with self.conn.cursor() as cur, cur.copy(sql.SQL(
                 "COPY {} FROM STDIN (FORMAT BINARY)").format(sql.Identifier(t.exp))) as copy:
-            copy.set_types(types)
-            for r in t.buffer:
-                copy.write_row(r)
+            copy.write(_COPY_SIGNATURE)
+            for data in t.buffer:
+                copy.write(data)
+            copy.write(_COPY_TRAILER)
         t.buffer.clear()
+        t.buffered = 0
+
 
     # ------------------------------------------------------------------ compare
 
@@ -469,6 +465,7 @@ class _Verifier:
             if not t.present:
                 continue
             self._null_orphans(t)
+            self._rows_from_before(t)
             if t.pk:
                 self._compare_keyed(t)
             else:
@@ -481,7 +478,7 @@ class _Verifier:
 
         The referenced table's rows are checked on their own, so its target rows decide here.
         """
-        for c in t.columns:
+        for c in self.m.tables[t.name].columns:
             col = self.m.tables[t.name].column(c)
             if not col.references:
                 continue
@@ -496,6 +493,23 @@ class _Verifier:
                 "(SELECT 1 FROM {p} p WHERE p.{pc} = e.{c})").format(
                 e=sql.Identifier(t.exp), c=sql.Identifier(c), p=self.target(ptable),
                 pc=sql.Identifier(pcol)))
+
+    def _rows_from_before(self, t: _Table) -> None:
+        """Existing mode: a row that was in the table before the run stays; an expected row
+        holding its key under ``on_duplicate: keep_first`` is dropped (under ``reject`` its
+        document must be in the quarantine, which the row checks then demand)."""
+        if self._loaded(t) is None:
+            return
+        spec = self.m.tables[t.name]
+        for cols in spec.unique_keys():
+            if spec.duplicate_policy(cols) != "keep_first" or any(
+                    c not in t.columns for c in cols):
+                continue
+            self.conn.execute(sql.SQL(
+                "DELETE FROM {e} e WHERE e.{kind} <> 'q' AND EXISTS (SELECT 1 FROM {tg} t "
+                "WHERE {join} AND NOT {loaded})").format(
+                e=sql.Identifier(t.exp), kind=sql.Identifier(_KIND), tg=self.target(t.name),
+                join=self._join(cols), loaded=self._loaded_filter(t, "t")))
 
     def _cols(self, alias: str, cols: Iterable[str]) -> sql.Composed:
         return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias),
@@ -516,6 +530,23 @@ class _Verifier:
         docs = [d for s in self.sample.values() for d in s]
         return sql.SQL("{}.{} = ANY(%s)").format(sql.Identifier(alias),
                                                  sql.Identifier(_DOC)), [docs]
+
+    def _loaded(self, t: _Table) -> sql.Composable | None:
+        """Existing mode: the record of the rows the run loaded into ``t``, keyed like it;
+        None when there is none (create mode, or a run that did not finish)."""
+        prov = self.provenance.get(t.name)
+        if prov is None or not t.pk or sorted(prov.columns or []) != sorted(t.pk):
+            return None
+        return sql.SQL("docshift.{}").format(sql.Identifier(prov.relation))
+
+    def _loaded_filter(self, t: _Table, alias: str) -> sql.Composable:
+        """A condition on rows of ``t`` (as ``alias``): loaded by the run, where that is
+        known; else true."""
+        loaded = self._loaded(t)
+        if loaded is None:
+            return sql.SQL("true")
+        return sql.SQL("EXISTS (SELECT 1 FROM {} p WHERE {})").format(
+            loaded, self._join(t.pk, "p", alias))
 
     def _compare_keyed(self, t: _Table) -> None:
         e, tg, pk, cols = sql.Identifier(t.exp), self.target(t.name), t.pk, t.columns
@@ -542,6 +573,22 @@ class _Verifier:
         extra_q = sql.SQL(
             "FROM {tg} t WHERE NOT EXISTS (SELECT 1 FROM {e} e WHERE {join} AND e.{kind} <> 'q')"
         ).format(tg=tg, e=e, join=self._join(pk), kind=sql.Identifier(_KIND))
+        loaded = self._loaded(t)
+        n_before = 0
+        not_loaded: list[tuple[Any, ...]] = []
+        n_not_loaded = 0
+        if loaded is not None:
+            # existing mode: a row the run did not load was in the table before it; it is
+            # no difference, and only loaded rows must come from the source
+            n_before = self.one(sql.SQL("SELECT count(*) ") + extra_q + sql.SQL(" AND NOT ")
+                                + self._loaded_filter(t, "t"))
+            extra_q = extra_q + sql.SQL(" AND ") + self._loaded_filter(t, "t")
+            absent = sql.SQL("FROM {r} e WHERE e._v_in_target AND NOT {f}").format(
+                r=sql.Identifier(t.resolved), f=self._loaded_filter(t, "e"))
+            n_not_loaded = self.one(sql.SQL("SELECT count(*) ") + absent)
+            not_loaded = self.rows(sql.SQL("SELECT e.{src}, {key} ").format(
+                src=sql.Identifier(_SRC), key=self._key_text("e", pk)) + absent + sql.SQL(
+                " ORDER BY e.{} LIMIT {}").format(sql.Identifier(_DOC), sql.Literal(self.cap)))
         n_extra = self.one(sql.SQL("SELECT count(*) ") + extra_q)
         extra = self.rows(sql.SQL(
             "SELECT (SELECT min(q.{src}) FROM {e} q WHERE {qjoin}), {key} ").format(
@@ -554,17 +601,26 @@ class _Verifier:
                              "row of a quarantined document is in the target" if k else
                              "row in the target that no source document gives")
                   for k, key in extra]
+        diffs += [Difference(k, ",".join(pk), key, key,
+                             "the target row with this key was not loaded by the run (it was "
+                             "in the table before), yet the document is not in the quarantine")
+                  for k, key in not_loaded]
         existing = self.m.target.mode == "existing"
-        quarantined_present = any(d.key for d in diffs[len(missing):])
+        quarantined_present = any(d.key for d in diffs[len(missing):len(missing) + len(extra)])
         status = PASS
-        if n_missing or quarantined_present:
+        if n_missing or quarantined_present or n_not_loaded:
             status = FAIL
         elif n_extra:
-            # an existing table may hold rows of its own from before the migration
-            status = WARN if existing else FAIL
+            # without the run's record of what it loaded, an existing table's rows of its
+            # own from before the migration cannot be told from stray ones
+            status = WARN if existing and loaded is None else FAIL
         self.add("reconciliation", "rows", t.name, status, expected=expected, actual=actual,
-                 message=f"{n_missing} missing, {n_extra} not from the source",
-                 differences=diffs[:self.cap], differences_total=n_missing + n_extra)
+                 message=f"{n_missing} missing, {n_extra} not from the source"
+                 + (f", {n_not_loaded} not loaded by the run" if n_not_loaded else "")
+                 + (f"; {n_before} row(s) were in the table before the run" if n_before
+                    else ""),
+                 differences=diffs[:self.cap],
+                 differences_total=n_missing + n_extra + n_not_loaded)
         # content: every mapped column of the sampled documents' rows
         where, params = self._sample_filter(t, "e")
         counts = sql.SQL(", ").join(
@@ -640,7 +696,9 @@ class _Verifier:
             return
         select = sql.SQL(", ").join(x for _, _, x in exprs)
         want = self.conn.execute(sql.SQL("SELECT {} FROM {}").format(select, r)).fetchone()
-        have = self.conn.execute(sql.SQL("SELECT {} FROM {}").format(select, tg)).fetchone()
+        # existing mode: only the rows the run loaded (where that is recorded)
+        have = self.conn.execute(sql.SQL("SELECT {} FROM {} t WHERE {}").format(
+            select, tg, self._loaded_filter(t, "t"))).fetchone()
         assert want is not None and have is not None
         nulls: list[Difference] = []
         aggs: list[Difference] = []
@@ -671,7 +729,7 @@ class _Verifier:
                 continue
             spec = self.m.tables[name]
             tg = self.target(name)
-            for c in t.columns:
+            for c in spec.columns:
                 col = spec.column(c)
                 if not col.references:
                     continue

@@ -70,6 +70,35 @@ class Expected:
     message: str | None = None
 
 
+Getter = Callable[[Any, str, dict[str, str], Any, int, Any], Any]
+"""Reads one value: (document, key, key captures, element, element index, map entry key)."""
+
+
+def _getter(path: str) -> Getter:
+    """How a column reads its source path, decided once per column (not per value)."""
+    if path == "$key":
+        return lambda doc, key, cap, item, i, entry: entry if entry is not None else key
+    if path.startswith("$key."):
+        name = path[5:]
+        return lambda doc, key, cap, item, i, entry: cap.get(name)
+    if path == "$index":
+        return lambda doc, key, cap, item, i, entry: i
+    if path == "$item":
+        return lambda doc, key, cap, item, i, entry: None if item is _MISSING else item
+    if path.startswith("$item."):
+        rest = path[6:]
+        return lambda doc, key, cap, item, i, entry: (
+            None if item is _MISSING else read_path(item, rest))
+    if path == "$":
+        return lambda doc, key, cap, item, i, entry: doc
+    rest = path[2:] if path.startswith("$.") else path
+    if "." not in rest and not rest.isdigit():
+        # the common case, a top-level field
+        return lambda doc, key, cap, item, i, entry: (
+            doc.get(rest) if isinstance(doc, dict) else None)
+    return lambda doc, key, cap, item, i, entry: read_path(doc, rest)
+
+
 @dataclass
 class _Column:
     name: str
@@ -80,6 +109,17 @@ class _Column:
     value_map: dict[Any, Any] | None
     enum: list[Any] | None
     max_length: int | None
+    get: Getter = field(init=False)
+    plain: bool = field(init=False)
+    """No map, enum or max_length: a present value is only converted."""
+    per_document: bool = field(init=False)
+    """The value is the same for every element of an unnested container."""
+
+    def __post_init__(self) -> None:
+        self.get = _getter(self.path)
+        self.plain = self.value_map is None and self.enum is None and self.max_length is None
+        self.per_document = (not self.path.startswith("$") or self.path == "$"
+                             or self.path.startswith(("$.", "$key.")))
 
 
 @dataclass
@@ -91,12 +131,20 @@ class _Feed:
     columns: list[_Column]
     consumed: set[str]
     item_paths: set[str]
+    reads: set[str]
+    """Document paths its columns (and the table's ``ignore``) read whole."""
+    reads_item: bool
+    """Whether a column reads ``$item`` itself."""
+    extra: bool
+    """Whether the table has a catch-all column (the last value of each row)."""
 
 
 class _Reject(Exception):
-    def __init__(self, fld: str | None, error_class: str, message: str) -> None:
+    def __init__(self, fld: str | None, error_class: str, message: str,
+                 table: str | None = None) -> None:
         super().__init__(message)
         self.field, self.error_class, self.message = fld, error_class, message
+        self.table = table
 
 
 class StreamReader:
@@ -106,10 +154,12 @@ class StreamReader:
         self.stream = stream
         self.kv = m.source.kind == "postgres_kv"
         opts = convert_options(m.options)
+        self.to_jsonb = converter_for(parse_type("jsonb"), opts)
         self.ignore = [pattern_regex(p) for p in m.ignore_keys]
         self.feeds: list[_Feed] = []
         self.report_unmapped: dict[str, bool] = {}
         self.extra: dict[str, bool] = {}
+        self._consumed_memo: dict[Any, _Paths] = {}
         for tname, table in m.tables.items():
             for feed in table.feeds or []:
                 own = m.source.table if self.kv else feed.from_
@@ -131,6 +181,7 @@ class StreamReader:
         cols = []
         consumed = set(table.ignore)
         items: set[str] = set()
+        reads = set(table.ignore)
         for cname, col in table.columns.items():
             path = source_path(m, table, feed, cname)
             conv = converter_for(types[cname], opts)
@@ -144,14 +195,17 @@ class StreamReader:
                 items.add(path[len("$item."):])
             elif path == "$" or path.startswith("$."):
                 consumed.add(path[2:] or "")
+                reads.add(path[2:] or "")
             elif not path.startswith("$"):
                 consumed.add(path)
+                reads.add(path)
         if feed.unnest and not feed.unnest.startswith("$"):
             consumed.add(feed.unnest)
         return _Feed(tname, [pattern_regex(p) for p in feed.keys] if feed.keys else None,
                      [(k, tuple(v) if isinstance(v, list) else (v,))
                       for k, v in (feed.where or {}).items()],
-                     feed.unnest, cols, consumed, items)
+                     feed.unnest, cols, consumed, items, reads,
+                     any(c.path == "$item" for c in cols), table.extra is not None)
 
     def read(self, sdoc: SourceDocument) -> Expected:
         """What ``sdoc`` should have given: its rows per table, or why it has none."""
@@ -159,6 +213,7 @@ class StreamReader:
         if isinstance(doc, UnreadableDocument):
             return Expected(REJECTED, error_class="unreadable", message=doc.reason)
         rows: dict[str, list[tuple[Any, ...]]] = {}
+        matched: list[tuple[_Feed, int, int]] = []
         took = filtered = False
         for feed in self.feeds:
             captures: dict[str, str] = {}
@@ -177,11 +232,20 @@ class StreamReader:
                 continue
             took = True
             try:
-                rows.setdefault(feed.table, []).extend(self._rows(feed, sdoc, captures))
+                out = rows.setdefault(feed.table, [])
+                first = len(out)
+                out.extend(self._rows(feed, sdoc, captures))
+                matched.append((feed, first, len(out)))
             except _Reject as r:
                 return Expected(REJECTED, table=feed.table, field=r.field,
                                 error_class=r.error_class, message=r.message)
         if took:
+            if any(f.extra for f, _, _ in matched):
+                try:
+                    self._fill_extra(doc, sdoc.key, rows, matched)
+                except _Reject as r:
+                    return Expected(REJECTED, table=r.table, field=r.field,
+                                    error_class=r.error_class, message=r.message)
             return Expected(LOADED, rows)
         if filtered:
             return Expected(FILTERED)
@@ -204,13 +268,28 @@ class StreamReader:
         container = self._read(doc, sdoc.key, captures, feed.unnest, _MISSING, 0, None)
         if container is None:
             return []
+        if not isinstance(container, (list, dict)):
+            raise _Reject(feed.unnest, "wrong_type",
+                          "expected an array or an object to unnest")
+        if not container:
+            return []
+        # what every element's row shares is read once
+        fixed = [self._one(c, c.get(doc, sdoc.key, captures, _MISSING, 0, None))
+                 if c.per_document else _MISSING for c in feed.columns]
         if isinstance(container, list):
-            return [self._row(feed, doc, sdoc.key, captures, item, i, None)
+            return [self._row(feed, doc, sdoc.key, captures, item, i, None, fixed)
                     for i, item in enumerate(container)]
-        if isinstance(container, dict):
-            return [self._row(feed, doc, sdoc.key, captures, item, i, k)
-                    for i, (k, item) in enumerate(container.items())]
-        raise _Reject(feed.unnest, "wrong_type", "expected an array or an object to unnest")
+        return [self._row(feed, doc, sdoc.key, captures, item, i, k, fixed)
+                for i, (k, item) in enumerate(container.items())]
+
+    def _one(self, c: _Column, raw: Any) -> Any:
+        if raw is not None and c.plain:
+            try:
+                return c.convert(raw)
+            except ConversionError as exc:
+                raise _Reject(c.path, exc.error_class, str(exc)) from None
+        return self._value(c, raw)
+
 
     @staticmethod
     def _read(doc: Any, key: str, captures: dict[str, str], path: str, item: Any, index: int,
@@ -232,12 +311,85 @@ class StreamReader:
         return read_path(doc, path)
 
     def _row(self, feed: _Feed, doc: Any, key: str, captures: dict[str, str], item: Any,
-             index: int, entry: Any) -> tuple[Any, ...]:
+             index: int, entry: Any, fixed: list[Any] | None = None) -> tuple[Any, ...]:
         out = []
-        for c in feed.columns:
-            raw = self._read(doc, key, captures, c.path, item, index, entry)
-            out.append(self._value(c, raw))
+        for n, c in enumerate(feed.columns):
+            if fixed is not None and fixed[n] is not _MISSING:
+                out.append(fixed[n])
+                continue
+            raw = c.get(doc, key, captures, item, index, entry)
+            if raw is not None and c.plain:
+                try:
+                    out.append(c.convert(raw))
+                except ConversionError as exc:
+                    raise _Reject(c.path, exc.error_class, str(exc)) from None
+            else:
+                out.append(self._value(c, raw))
+        if feed.extra:
+            out.append(None)  # filled in by _fill_extra once every feed has read the document
         return tuple(out)
+
+    def _fill_extra(self, doc: Any, key: str, rows: dict[str, list[tuple[Any, ...]]],
+                    matched: list[tuple[_Feed, int, int]]) -> None:
+        """Put what no column of the document's tables reads into the catch-all columns:
+        the document's unmapped fields in a table that is not unnested, each element's in
+        an unnested one; NULL where there are none."""
+        feeds = [f for f, _, _ in matched]
+        top = [(f, a, b) for f, a, b in matched if f.extra and f.unnest is None]
+        if top and isinstance(doc, dict) and not any(f.unnest == "$" for f in feeds):
+            consumed = self._consumed(feeds)
+            fields: dict[str, Any] = {}
+            if "" not in consumed.whole:
+                _walk(doc, "", consumed, fields)
+            if fields:
+                for f, a, b in top:
+                    value = self._jsonb(fields, "", f.table)
+                    _set_last(rows[f.table], a, [value] * (b - a))
+        reads = set().union(*(f.reads for f in feeds))
+        for f, a, b in matched:
+            if not f.extra or f.unnest is None:
+                continue
+            same = [g for g in feeds if g.unnest == f.unnest]
+            u = f.unnest
+            if any(g.reads_item for g in same) or (u != "$" and (
+                    "" in reads or any(u == r or u.startswith(r + ".") for r in reads))):
+                continue  # every element is read whole
+            container = self._read(doc, key, {}, u, _MISSING, 0, None)
+            if isinstance(container, list):
+                entries: list[tuple[Any, Any]] = [(None, x) for x in container]
+                name = f"{u}[]"
+            elif isinstance(container, dict):
+                entries = list(container.items())
+                name = f"{u}{{}}"
+            else:
+                continue
+            if len(entries) != b - a:
+                continue
+            items = _Paths(set().union(*(g.item_paths for g in same)))
+            values = []
+            for k, x in entries:
+                if k is not None and f"{u}.{k}" in reads:
+                    values.append(None)
+                elif isinstance(x, dict):
+                    fields = {}
+                    _walk(x, "", items, fields)
+                    values.append(self._jsonb(fields, name + ".", f.table) if fields else None)
+                else:
+                    values.append(self._jsonb({"$item": x}, name, f.table))
+            _set_last(rows[f.table], a, values)
+
+    def _jsonb(self, fields: dict[str, Any], prefix: str, table: str) -> Any:
+        """The catch-all value of ``fields``; a field jsonb cannot hold is named."""
+        try:
+            return self.to_jsonb(fields)
+        except ConversionError as whole:
+            for path, value in fields.items():
+                try:
+                    self.to_jsonb({path: value})
+                except ConversionError as exc:
+                    fld = prefix + path if path != "$item" else prefix
+                    raise _Reject(fld, exc.error_class, str(exc), table) from None
+            raise _Reject(prefix or None, whole.error_class, str(whole), table) from None
 
     @staticmethod
     def _value(c: _Column, raw: Any) -> Any:
@@ -278,12 +430,18 @@ class StreamReader:
         feeds = [f for f in self.feeds if f.table in tables]
         if not any(self.report_unmapped.get(f.table) for f in feeds):
             return set()
-        out: set[str] = set()
+        out: dict[str, Any] = {}
         if isinstance(doc, dict) and not any(self.extra.get(f.table) and f.unnest is None
                                              for f in feeds):
-            consumed = set().union(*(f.consumed for f in feeds))
-            if "" not in consumed:
-                _walk(doc, "", consumed, out)
+            consumed = self._consumed(feeds)
+            if "" not in consumed.whole:
+                missing, partial = consumed.split(doc)
+                for k in missing:
+                    out[k] = doc[k]
+                for k in partial:
+                    v = doc[k]
+                    if isinstance(v, dict):
+                        _walk(v, f"{k}.", consumed, out)
         for f in feeds:
             if f.unnest is None or self.extra.get(f.table) or "$item" in {
                     c.path for c in f.columns}:
@@ -295,21 +453,68 @@ class StreamReader:
             prefix = "" if f.unnest == "$" else f.unnest
             for item in items:
                 if isinstance(item, dict):
-                    _walk(item, prefix + "[].", f.item_paths, out, strip=prefix + "[].")
-        return out
+                    _walk(item, prefix + "[].", self._items(f), out, strip=prefix + "[].")
+        return set(out)
+
+    def _consumed(self, feeds: list[_Feed]) -> _Paths:
+        """What the feeds read of a document, together."""
+        key = tuple(map(id, feeds))
+        found = self._consumed_memo.get(key)
+        if found is None:
+            found = self._consumed_memo[key] = _Paths(set().union(*(f.consumed for f in feeds)))
+        return found
+
+    def _items(self, feed: _Feed) -> _Paths:
+        found = self._consumed_memo.get(id(feed))
+        if found is None:
+            found = self._consumed_memo[id(feed)] = _Paths(feed.item_paths)
+        return found
 
 
-def _walk(value: dict[str, Any], prefix: str, consumed: set[str], out: set[str],
+class _Paths:
+    """Paths read whole, and the fields read in part (every proper prefix of one)."""
+
+    def __init__(self, paths: set[str]) -> None:
+        self.whole = paths
+        self.partial = {p[:i] for p in paths for i, ch in enumerate(p) if ch == "."}
+        self._split: dict[tuple[Any, ...], tuple[list[str], list[str]]] = {}
+
+    def split(self, doc: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """The top-level fields of ``doc`` read not at all, and those read in part.
+
+        Documents of a stream mostly share their fields, so this is decided once per set of
+        field names.
+        """
+        sig = tuple(doc)
+        found = self._split.get(sig)
+        if found is None:
+            found = ([k for k in sig if k not in self.whole and k not in self.partial],
+                     [k for k in sig if k in self.partial])
+            if len(self._split) < SPLIT_MEMO:
+                self._split[sig] = found
+        return found
+
+
+SPLIT_MEMO = 10_000
+"""How many distinct sets of top-level field names a stream's reader remembers."""
+
+
+def _set_last(rows: list[tuple[Any, ...]], first: int, values: list[Any]) -> None:
+    for i, value in enumerate(values, first):
+        rows[i] = (*rows[i][:-1], value)
+
+
+def _walk(value: dict[str, Any], prefix: str, consumed: _Paths, out: dict[str, Any],
           strip: str = "") -> None:
+    """Collect into ``out`` the fields of ``value`` (by path) that ``consumed`` does not read."""
     for k, v in value.items():
         path = f"{prefix}{k}"
         rel = path[len(strip):]
-        if rel in consumed:
+        if rel in consumed.whole:
             continue
-        inner = rel + "."
-        if any(c.startswith(inner) for c in consumed):
+        if rel in consumed.partial:
             # a field read in part: look inside it (a non-object there holds nothing else)
             if isinstance(v, dict):
                 _walk(v, path + ".", consumed, out, strip)
         else:
-            out.add(path)
+            out[path] = v

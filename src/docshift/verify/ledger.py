@@ -4,7 +4,8 @@ The verifier never trusts the loader's counters or positions. It reads the quara
 only to accept a document as quarantined (and then checks the document is absent from the
 target), the work units only to number the documents it reads as the run numbered them (so
 an entry's ``doc_id`` names one document even when several share a key), and the removals
-only to explain a difference it then checks.
+only to explain a difference it then checks. In existing mode, the record of the rows the run
+loaded (``docshift.loaded_<table>``) tells them from rows that were in the table before.
 """
 
 from __future__ import annotations
@@ -116,3 +117,33 @@ def removals(conn: psycopg.Connection, run_id: int) -> list[Removal]:
     return [Removal(*r) for r in conn.execute(
         "SELECT table_name, kind, source_key, column_name, value FROM docshift.removals "
         "WHERE run_id = %s ORDER BY id", (run_id,))]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Existing mode: the record a run keeps of the rows it loaded into one table."""
+
+    table: str
+    relation: str
+    """The record's table in schema ``docshift``."""
+    columns: list[str] | None
+    """The key columns it keeps; None when it keeps whole-row images (``image`` jsonb)."""
+
+
+def provenance(conn: psycopg.Connection) -> dict[str, Provenance]:
+    """Per table, the record of the rows the run loaded (existing mode, finalized runs)."""
+    import json
+
+    if not _has(conn, "docshift.objects"):
+        return {}
+    out = {}
+    for table, name, definition in conn.execute(
+            "SELECT table_name, name, definition FROM docshift.objects WHERE kind = 'loaded'"):
+        if not conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                "c.relnamespace WHERE n.nspname = 'docshift' AND c.relname = %s)",
+                (name,)).fetchone()[0]:  # type: ignore[index]
+            continue
+        columns = (json.loads(definition) or {}).get("columns") if definition else None
+        out[table] = Provenance(table, name, list(columns) if columns else None)
+    return out

@@ -70,6 +70,9 @@ class VerifyOptions:
     seed: int = 0
     max_differences: int = 20
     """How many failing keys each check lists."""
+    workers: int | None = None
+    """Processes reading the source side by side (one per work unit of the run at most);
+    None: as many as there are CPUs for a large source, one for a small one."""
 
 
 @dataclass
