@@ -269,6 +269,7 @@ DASK_RUN = ("--batch-size", "500", "--split-min-docs", "1000", "--executor", "da
             "--scheduler", "local:2")
 
 
+@pytest.mark.slow  # a real kill of a process tree on a large dataset; CI runs it with --slow
 def test_a_dask_worker_killed_mid_unit_is_replaced_and_nothing_is_loaded_twice(
         tmp_path: Path, big_dump: Path, big_reference: dict[str, object], dsn: str,
         distributed: object) -> None:
@@ -284,6 +285,7 @@ def test_a_dask_worker_killed_mid_unit_is_replaced_and_nothing_is_loaded_twice(
     assert snapshot(dsn) == big_reference
 
 
+@pytest.mark.slow  # a real kill of a process tree on a large dataset; CI runs it with --slow
 def test_killing_the_client_stops_its_dask_workers_and_a_rerun_loads_nothing_twice(
         tmp_path: Path, big_dump: Path, big_reference: dict[str, object], dsn: str,
         distributed: object) -> None:

@@ -183,6 +183,7 @@ def huge_reference(huge_dump: Path, tmp_path_factory: pytest.TempPathFactory,
     return reference_of(huge_dump, tmp_path_factory.mktemp("ref"), server_dsn)
 
 
+@pytest.mark.slow  # a real kill of a process tree on a large dataset; CI runs it with --slow
 def test_killing_the_main_process_stops_its_workers_and_a_rerun_loads_nothing_twice(
         tmp_path: Path, big_dump: Path, big_reference: dict[str, object], dsn: str) -> None:
     mapping = write(tmp_path, "docshift.yaml", big_dump, dsn)
@@ -203,6 +204,7 @@ def test_killing_the_main_process_stops_its_workers_and_a_rerun_loads_nothing_tw
     assert snapshot(dsn) == big_reference
 
 
+@pytest.mark.slow  # a real kill of a process tree on a large dataset; CI runs it with --slow
 @pytest.mark.parametrize(("phase", "sig"), [("finalize", signal.SIGINT),
                                             ("load", signal.SIGTERM)])
 def test_ctrl_c_in_finalization_and_sigterm_interrupt_and_resume(
