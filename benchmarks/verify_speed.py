@@ -1,6 +1,6 @@
 """Speed of `docshift verify --full` next to the migration it checks.
 
-    python benchmarks/verify_speed.py --docs 500000 --workers 2
+    python benchmarks/verify_speed.py --docs 500000 --workers 2 [--phases]
 
 Writes the same mongodump as `throughput.py` (users with nested fields, tags and addresses;
 accounts with a billing subdocument and members: five tables), migrates it into a fresh
@@ -11,7 +11,9 @@ times and medians are printed too.
 
 Per step it prints wall time, documents/s, client CPU seconds (this process and its worker
 processes) and server CPU seconds (every PostgreSQL process, when the server runs on this
-machine): on a shared machine, CPU seconds are steadier than wall time.
+machine): on a shared machine, CPU seconds are steadier than wall time. With `--phases`,
+verify's wall time per phase too (reading the source, copying into its tables, each table's
+comparisons, integrity).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def main() -> None:
                     help="processes reading the source for verify (default: automatic)")
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--phases", action="store_true",
+                    help="print verify's wall time per phase (reading, copying, each table)")
     args = ap.parse_args()
 
     from docshift.run.migrate import RunOptions, migrate
@@ -101,6 +105,9 @@ def main() -> None:
                         f" ({len(rep.checks)} checks, status {rep.status})"))  # type: ignore
             print(f"  ratio           {checked.wall / took.wall:.2f}x the migration's wall "
                   f"time, {checked.client_cpu / took.client_cpu:.2f}x its client CPU")
+            if args.phases:
+                for name, seconds in rep.phases.items():  # type: ignore[attr-defined]
+                    print(f"    {name:<44}{seconds:7.2f}s")
     if args.repeat > 1:
         med = statistics.median
         mw, vw = med(t.wall for t, _ in runs), med(c.wall for _, c in runs)

@@ -44,3 +44,14 @@ def test_kv_existing_mode_clean(dsn: str, tmp_path: Path,
     m = migrated_kv(dsn, tmp_path, monkeypatch, bad_rate=0.1, example="kv-existing")
     rep = run_verify(m, dsn, full=True)
     assert problems(rep) == []
+
+
+def test_report_times_each_phase(dsn: str, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    m = migrated_kv(dsn, tmp_path, monkeypatch)
+    rep = run_verify(m, dsn, full=True)
+    phases = rep.as_json()["phases"]
+    assert {"read source", "integrity"} <= set(phases)
+    assert {f"compare {t}" for t in m.tables} <= set(phases)
+    assert all(isinstance(s, float) and s >= 0 for s in phases.values())
+    assert phases["read source"] <= rep.seconds

@@ -60,6 +60,7 @@ def _migrated(tmp: Path, dsn: str) -> Any:
 def _stable(rep: VerifyReport) -> dict[str, Any]:
     out = rep.as_json()
     out.pop("seconds")
+    out.pop("phases")  # timings, as seconds
     out["environment"].pop("verified_at")
     out["options"].pop("workers")
     return out

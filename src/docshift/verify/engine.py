@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,14 @@ read by several processes unless ``VerifyOptions.workers`` says otherwise."""
 
 TEMP_BUFFERS = "256MB"
 """The verifier's session's memory for its temporary tables (beyond it they spill to disk)."""
+
+WORK_MEM = "128MB"
+"""The verifier's session's memory per hash table or sort, so that its joins and
+aggregates over whole tables are hashed in memory rather than sorted on disk."""
+
+STATISTICS_TARGET = 10
+"""``default_statistics_target`` for analyzing the verifier's tables: a small sample is
+enough to size their joins, and a tenth of the default's cost."""
 
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _COPY_TRAILER = b"\xff\xff"
@@ -88,6 +97,8 @@ def verify(m: Mapping, dsn: str, options: VerifyOptions | None = None) -> Verify
         # the expected rows live in temporary tables: let them stay in memory (this must be
         # set before the session first touches a temporary table)
         conn.execute(sql.SQL("SET temp_buffers = {}").format(sql.Literal(TEMP_BUFFERS)))
+        # the comparisons join and aggregate whole tables: room for hash tables and sorts
+        conn.execute(sql.SQL("SET work_mem = {}").format(sql.Literal(WORK_MEM)))
         run_id = ledger.latest_run_id(conn)
         if run_id is None:
             raise DocshiftError("nothing to verify: docshift has not migrated into this "
@@ -104,14 +115,16 @@ def verify(m: Mapping, dsn: str, options: VerifyOptions | None = None) -> Verify
 
             resolve_existing_types(conn, m)
         v = _Verifier(m, conn, options, rep, run_id, dsn)
-        v.schema()
+        with v.phase("schema"):
+            v.schema()
         src = open_source(m.source, dsn)
         try:
             v.read_source(src)
         finally:
             src.close()
         v.compare()
-        v.integrity()
+        with v.phase("integrity"):
+            v.integrity()
     order = {layer: i for i, layer in enumerate(
         ("reconciliation", "content", "integrity", "nulls", "aggregates", "schema",
          "coverage"))}
@@ -177,6 +190,16 @@ class _Verifier:
 
     def target(self, table: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema_name), sql.Identifier(table))
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Add the wall time of the block to the report's ``phases[name]``."""
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            phases = self.rep.phases
+            phases[name] = phases.get(name, 0.0) + time.monotonic() - t0
 
     def add(self, layer: str, name: str, table: str, status: str, **kw: Any) -> Check:
         c = Check(name=name, layer=layer, table=table, status=status, **kw)
@@ -274,12 +297,22 @@ class _Verifier:
                 self._flush(t)
 
         workers = self._workers(src, streams, work)
-        if workers > 1:
-            results = scan.scan_parallel(self.m, self.dsn, work, workers, args, sink)
-        else:
-            results = [scan.scan(self.m, self.dsn, p, e, *args, sink=sink) for p, e in work]
-        for t in self.tables.values():
-            self._flush(t)
+        with self.phase("read source"):
+            if workers > 1:
+                results = scan.scan_parallel(self.m, self.dsn, work, workers, args, sink)
+            else:
+                results = [scan.scan(self.m, self.dsn, p, e, *args, sink=sink) for p, e in work]
+            for t in self.tables.values():
+                self._flush(t)
+        with self.phase("analyze"):
+            # temporary tables are never analyzed on their own: without statistics the
+            # planner misjudges their joins; the key columns, from a small sample, suffice
+            self.conn.execute(sql.SQL("SET default_statistics_target = {}").format(
+                sql.Literal(STATISTICS_TARGET)))
+            for t in self.tables.values():
+                keys = [c for c in dict.fromkeys(t.pk + [_KIND]) if c in t.columns + [_KIND]]
+                self.conn.execute(sql.SQL("ANALYZE {} ({})").format(
+                    sql.Identifier(t.exp), sql.SQL(", ").join(map(sql.Identifier, keys))))
         by_stream: dict[int, list[scan.PartResult]] = {}
         for (part, _), res in zip(work, results, strict=True):
             by_stream.setdefault(part.stream_number, []).append(res)
@@ -295,7 +328,8 @@ class _Verifier:
                                             else f"names document {q.doc_id}, which is not a "
                                             "document of the source with this key"))
                               for q in stray[:self.cap]], differences_total=len(stray))
-        self._unquarantined_duplicates()
+        with self.phase("duplicates of reject keys"):
+            self._unquarantined_duplicates()
 
     def _parts(self, streams: list[str]) -> list[tuple[scan.Part, scan.Entries]]:
         """What to read, in source order: each of the run's work units of a stream whose
@@ -409,6 +443,12 @@ class _Verifier:
                 keys = sql.SQL(", ").join(map(sql.Identifier, cols))
                 nn = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c))
                                            for c in cols)
+                # mostly there are none: a hashed count says so without sorting
+                if not self.one(sql.SQL(
+                        "SELECT EXISTS (SELECT 1 FROM {e} WHERE {kind} = 'n' AND {nn} "
+                        "GROUP BY {keys} HAVING count(*) > 1)").format(
+                        e=sql.Identifier(t.exp), kind=kind, nn=nn, keys=keys)):
+                    continue
                 found = self.rows(sql.SQL(
                     "SELECT {doc}, min({src}), min(v) FROM (SELECT {doc}, {src}, {val} AS v, "
                     "row_number() OVER (PARTITION BY {keys} ORDER BY {doc}) AS rn FROM {e} e "
@@ -447,8 +487,9 @@ class _Verifier:
     def _flush(self, t: _Table) -> None:
         if not t.buffer:
             return
-        with self.conn.cursor() as cur, cur.copy(sql.SQL(
-                "COPY {} FROM STDIN (FORMAT BINARY)").format(sql.Identifier(t.exp))) as copy:
+        copy_sql = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(sql.Identifier(t.exp))
+        with (self.phase("read source: copy into temp tables"), self.conn.cursor() as cur,
+              cur.copy(copy_sql) as copy):
             copy.write(_COPY_SIGNATURE)
             for data in t.buffer:
                 copy.write(data)
@@ -464,13 +505,13 @@ class _Verifier:
             t = self.tables[name]
             if not t.present:
                 continue
-            self._null_orphans(t)
-            self._rows_from_before(t)
-            if t.pk:
-                self._compare_keyed(t)
-            else:
-                self._compare_multiset(t)
-            self._aggregates(t)
+            with self.phase(f"compare {name}"):
+                self._null_orphans(t)
+                self._rows_from_before(t)
+                if t.pk:
+                    self._compare_keyed(t)
+                else:
+                    self._compare_multiset(t)
 
     def _null_orphans(self, t: _Table) -> None:
         """Expected references under ``on_orphan: null`` that name no target row are NULL;
@@ -524,12 +565,14 @@ class _Verifier:
             sql.SQL("coalesce({}.{}::text, 'NULL')").format(sql.Identifier(alias),
                                                             sql.Identifier(c)) for c in cols)
 
-    def _sample_filter(self, t: _Table, alias: str) -> tuple[sql.Composable, list[Any]]:
+    def _sample_filter(self, t: _Table, alias: str) -> tuple[sql.Composable, dict[str, Any]]:
+        """A condition on expected rows (as ``alias``): of a sampled document; with its
+        parameters, named, as a statement may use it several times."""
         if self.opts.full:
-            return sql.SQL("true"), []
+            return sql.SQL("true"), {}
         docs = [d for s in self.sample.values() for d in s]
-        return sql.SQL("{}.{} = ANY(%s)").format(sql.Identifier(alias),
-                                                 sql.Identifier(_DOC)), [docs]
+        return sql.SQL("{}.{} = ANY(%(sample)s)").format(sql.Identifier(alias),
+                                                         sql.Identifier(_DOC)), {"sample": docs}
 
     def _loaded(self, t: _Table) -> sql.Composable | None:
         """Existing mode: the record of the rows the run loaded into ``t``, keyed like it;
@@ -549,7 +592,11 @@ class _Verifier:
             loaded, self._join(t.pk, "p", alias))
 
     def _compare_keyed(self, t: _Table) -> None:
+        """Rows, content and aggregates of a table with a primary key: the expected rows are
+        resolved to one per key (one join), then one scan of them and one of the target give
+        every count; the failing rows are listed only when a count says there are some."""
         e, tg, pk, cols = sql.Identifier(t.exp), self.target(t.name), t.pk, t.columns
+        src, doc = sql.Identifier(_SRC), sql.Identifier(_DOC)
         same = sql.SQL("ROW({}) IS NOT DISTINCT FROM ROW({})").format(
             self._cols("e", cols), self._cols("t", cols))
         # one candidate per key: the one equal to the target row if any, else the first
@@ -560,41 +607,72 @@ class _Verifier:
             "WHERE e.{kind} = 'n' OR (e.{kind} = 'o' AND t.{pk0} IS NOT NULL) "
             "ORDER BY {epk}, ({same}) DESC, e.{kind}, e.{doc}").format(
             r=sql.Identifier(t.resolved), epk=self._cols("e", pk), pk0=sql.Identifier(pk[0]),
-            e=e, tg=tg, join=self._join(pk), kind=sql.Identifier(_KIND), same=same,
-            doc=sql.Identifier(_DOC)))
+            e=e, tg=tg, join=self._join(pk), kind=sql.Identifier(_KIND), same=same, doc=doc))
         r = sql.Identifier(t.resolved)
-        expected = self.one(sql.SQL("SELECT count(*) FROM {}").format(r))
-        actual = self.one(sql.SQL("SELECT count(*) FROM {}").format(tg))
-        missing = self.rows(sql.SQL(
-            "SELECT e.{src}, {key} FROM {r} e WHERE NOT e._v_in_target ORDER BY e.{doc} "
-            "LIMIT {cap}").format(src=sql.Identifier(_SRC), key=self._key_text("e", pk), r=r,
-                                  doc=sql.Identifier(_DOC), cap=sql.Literal(self.cap)))
-        n_missing = self.one(sql.SQL("SELECT count(*) FROM {} WHERE NOT _v_in_target").format(r))
-        extra_q = sql.SQL(
-            "FROM {tg} t WHERE NOT EXISTS (SELECT 1 FROM {e} e WHERE {join} AND e.{kind} <> 'q')"
-        ).format(tg=tg, e=e, join=self._join(pk), kind=sql.Identifier(_KIND))
+        self.conn.execute(sql.SQL("ANALYZE {} ({})").format(
+            r, sql.SQL(", ").join(map(sql.Identifier, pk))))
         loaded = self._loaded(t)
-        n_before = 0
-        not_loaded: list[tuple[Any, ...]] = []
-        n_not_loaded = 0
+        aggs = self._aggregate_exprs(t)
+        # the expected side: one scan of the resolved rows
+        lead = [sql.SQL("count(*)"), sql.SQL("count(*) FILTER (WHERE NOT e._v_in_target)")]
         if loaded is not None:
-            # existing mode: a row the run did not load was in the table before it; it is
-            # no difference, and only loaded rows must come from the source
-            n_before = self.one(sql.SQL("SELECT count(*) ") + extra_q + sql.SQL(" AND NOT ")
-                                + self._loaded_filter(t, "t"))
-            extra_q = extra_q + sql.SQL(" AND ") + self._loaded_filter(t, "t")
-            absent = sql.SQL("FROM {r} e WHERE e._v_in_target AND NOT {f}").format(
-                r=sql.Identifier(t.resolved), f=self._loaded_filter(t, "e"))
-            n_not_loaded = self.one(sql.SQL("SELECT count(*) ") + absent)
-            not_loaded = self.rows(sql.SQL("SELECT e.{src}, {key} ").format(
-                src=sql.Identifier(_SRC), key=self._key_text("e", pk)) + absent + sql.SQL(
-                " ORDER BY e.{} LIMIT {}").format(sql.Identifier(_DOC), sql.Literal(self.cap)))
-        n_extra = self.one(sql.SQL("SELECT count(*) ") + extra_q)
-        extra = self.rows(sql.SQL(
-            "SELECT (SELECT min(q.{src}) FROM {e} q WHERE {qjoin}), {key} ").format(
-            src=sql.Identifier(_SRC), e=e, qjoin=self._join(pk, "q", "t"),
-            key=self._key_text("t", pk)) + extra_q + sql.SQL(" LIMIT {}").format(
-            sql.Literal(self.cap)))
+            lead.append(sql.SQL("count(*) FILTER (WHERE e._v_in_target AND p.{} IS NULL)")
+                        .format(sql.Identifier(pk[0])))
+        eaggs = [x.format(a=sql.Identifier("e"), c=sql.Identifier(c)) for _, c, x in aggs]
+        got = self.conn.execute(sql.SQL("SELECT {} FROM {} e{}").format(
+            sql.SQL(", ").join(lead + eaggs), r, self._loaded_join(t, "e"))).fetchone()
+        assert got is not None
+        expected, n_missing = got[0], got[1]
+        n_not_loaded = got[2] if loaded is not None else 0
+        want = got[len(lead):]
+        # the target side: one scan of the target joined to the resolved rows, for the rows
+        # no document gives, the content of the others and the aggregates
+        where, params = self._sample_filter(t, "e")
+        matched = sql.SQL("e.{} IS NOT NULL").format(doc)
+        is_loaded = (sql.SQL("true") if loaded is None else
+                     sql.SQL("p.{} IS NOT NULL").format(sql.Identifier(pk[0])))
+        tlead = [sql.SQL("count(*)"),
+                 sql.SQL("count(*) FILTER (WHERE NOT {} AND {})").format(matched, is_loaded),
+                 sql.SQL("count(*) FILTER (WHERE NOT {} AND NOT {})").format(matched, is_loaded),
+                 sql.SQL("count(*) FILTER (WHERE {} AND {})").format(matched, where)]
+        tlead += [sql.SQL("count(*) FILTER (WHERE {m} AND {w} AND e.{c} IS DISTINCT FROM t.{c})")
+                  .format(m=matched, w=where, c=sql.Identifier(c)) for c in cols]
+        taggs = [x.format(a=sql.Identifier("t"), c=sql.Identifier(c)) if loaded is None else
+                 sql.SQL("{} FILTER (WHERE {})").format(
+                     x.format(a=sql.Identifier("t"), c=sql.Identifier(c)), is_loaded)
+                 for _, c, x in aggs]
+        got = self.conn.execute(sql.SQL("SELECT {} FROM {} t LEFT JOIN {} e ON {}{}").format(
+            sql.SQL(", ").join(tlead + taggs), tg, r, self._join(pk),
+            self._loaded_join(t, "t")), params).fetchone()
+        assert got is not None
+        actual, n_extra, n_before, compared = got[0], got[1], got[2], got[3]
+        per_col = dict(zip(cols, got[4:4 + len(cols)], strict=True))
+        have = got[4 + len(cols):]
+        missing: list[tuple[Any, ...]] = []
+        if n_missing:
+            missing = self.rows(sql.SQL(
+                "SELECT e.{src}, {key} FROM {r} e WHERE NOT e._v_in_target ORDER BY e.{doc} "
+                "LIMIT {cap}").format(src=src, key=self._key_text("e", pk), r=r, doc=doc,
+                                      cap=sql.Literal(self.cap)))
+        extra: list[tuple[Any, ...]] = []
+        if n_extra:
+            # a quarantined document's row names its key; one of no document names none
+            extra = self.rows(sql.SQL(
+                "SELECT (SELECT min(q.{src}) FROM {e} q WHERE {qjoin}), {key} FROM {tg} t "
+                "LEFT JOIN {r} e ON {join}{lj} WHERE e.{doc} IS NULL AND {loaded} "
+                "LIMIT {cap}").format(
+                src=src, e=e, qjoin=self._join(pk, "q", "t"), key=self._key_text("t", pk),
+                tg=tg, r=r, join=self._join(pk), lj=self._loaded_join(t, "t"), doc=doc,
+                loaded=is_loaded, cap=sql.Literal(self.cap)))
+        not_loaded: list[tuple[Any, ...]] = []
+        if n_not_loaded:
+            not_loaded = self.rows(sql.SQL(
+                "SELECT e.{src}, {key} FROM {r} e{lj} WHERE e._v_in_target AND p.{pk0} IS NULL "
+                "ORDER BY e.{doc} LIMIT {cap}").format(
+                src=src, key=self._key_text("e", pk), r=r, lj=self._loaded_join(t, "e"),
+                pk0=sql.Identifier(pk[0]), doc=doc, cap=sql.Literal(self.cap)))
+        if loaded is None:
+            n_before = 0
         diffs = [Difference(k, ",".join(pk), key, None, "row missing from the target")
                  for k, key in missing]
         diffs += [Difference(k, ",".join(pk), None, key,
@@ -606,7 +684,11 @@ class _Verifier:
                              "in the table before), yet the document is not in the quarantine")
                   for k, key in not_loaded]
         existing = self.m.target.mode == "existing"
-        quarantined_present = any(d.key for d in diffs[len(missing):len(missing) + len(extra)])
+        quarantined_present = n_extra and self.one(sql.SQL(
+            "SELECT EXISTS (SELECT 1 FROM {tg} t JOIN {e} q ON {qjoin} LEFT JOIN {r} e ON {join}"
+            "{lj} WHERE e.{doc} IS NULL AND {loaded})").format(
+            tg=tg, e=e, qjoin=self._join(pk, "q", "t"), r=r, join=self._join(pk),
+            lj=self._loaded_join(t, "t"), doc=doc, loaded=is_loaded))
         status = PASS
         if n_missing or quarantined_present or n_not_loaded:
             status = FAIL
@@ -622,15 +704,6 @@ class _Verifier:
                  differences=diffs[:self.cap],
                  differences_total=n_missing + n_extra + n_not_loaded)
         # content: every mapped column of the sampled documents' rows
-        where, params = self._sample_filter(t, "e")
-        counts = sql.SQL(", ").join(
-            sql.SQL("count(*) FILTER (WHERE e.{c} IS DISTINCT FROM t.{c})").format(
-                c=sql.Identifier(c)) for c in cols)
-        row = self.conn.execute(sql.SQL(
-            "SELECT count(*), {counts} FROM {r} e JOIN {tg} t ON {join} WHERE {where}").format(
-            counts=counts, r=r, tg=tg, join=self._join(pk), where=where), params).fetchone()
-        assert row is not None
-        compared, per_col = row[0], dict(zip(cols, row[1:], strict=True))
         cdiffs: list[Difference] = []
         for c, n in per_col.items():
             if not n:
@@ -638,9 +711,8 @@ class _Verifier:
             for k, sv, tv in self.rows(sql.SQL(
                     "SELECT e.{src}, e.{c}::text, t.{c}::text FROM {r} e JOIN {tg} t ON {join} "
                     "WHERE {where} AND e.{c} IS DISTINCT FROM t.{c} ORDER BY e.{doc} LIMIT {cap}"
-                    ).format(src=sql.Identifier(_SRC), c=sql.Identifier(c), r=r, tg=tg,
-                             join=self._join(pk), where=where, doc=sql.Identifier(_DOC),
-                             cap=sql.Literal(self.cap)), params):
+                    ).format(src=src, c=sql.Identifier(c), r=r, tg=tg, join=self._join(pk),
+                             where=where, doc=doc, cap=sql.Literal(self.cap)), params):
                 cdiffs.append(Difference(k, c, sv, tv, "value differs"))
         total = sum(per_col.values())
         self.add("content", "mapped fields" + ("" if self.opts.full else " (sample)"), t.name,
@@ -648,6 +720,17 @@ class _Verifier:
                      0 if not total else len({d.key for d in cdiffs})),
                  message=f"{compared} row(s) compared, {total} differing value(s)",
                  differences=cdiffs[:self.cap], differences_total=total)
+        self._aggregate_checks(t, aggs, want, have)
+
+    def _loaded_join(self, t: _Table, alias: str) -> sql.Composable:
+        """Existing mode: a join giving ``p``, the run's record of the row ``alias`` (NULL
+        columns for a row the run did not load); nothing when there is no record."""
+        loaded = self._loaded(t)
+        if loaded is None:
+            return sql.SQL("")
+        keys = sql.SQL(", ").join(map(sql.Identifier, t.pk))
+        return sql.SQL(" LEFT JOIN (SELECT DISTINCT {k} FROM {l}) p ON {j}").format(
+            k=keys, l=loaded, j=self._join(t.pk, "p", alias))
 
     def _compare_multiset(self, t: _Table) -> None:
         e, tg = sql.Identifier(t.exp), self.target(t.name)
@@ -666,7 +749,7 @@ class _Verifier:
             "WHERE {kind} <> 'q') x").format(c=cols, e=e, tg=tg, kind=sql.Identifier(_KIND)))
         sample = self.rows(sql.SQL(
             "SELECT row({c})::text FROM (SELECT {c} FROM {r} EXCEPT ALL SELECT {c} FROM {tg}) x "
-            "LIMIT {cap}").format(c=cols, r=r, tg=tg, cap=sql.Literal(self.cap)))
+            "LIMIT {cap}").format(c=cols, r=r, tg=tg, cap=sql.Literal(self.cap))) if missing else []
         diffs = [Difference(None, None, s, None, "row missing from the target")
                  for (s,) in sample]
         status = FAIL if missing or (extra and self.m.target.mode == "create") else (
@@ -674,32 +757,43 @@ class _Verifier:
         self.add("reconciliation", "rows (as a multiset)", t.name, status, expected=expected,
                  actual=actual, message=f"{missing} missing, {extra} not from the source",
                  differences=diffs, differences_total=missing + extra)
+        aggs = self._aggregate_exprs(t)
+        if not aggs:
+            return
+        select = [x.format(a=sql.Identifier("x"), c=sql.Identifier(c)) for _, c, x in aggs]
+        want = self.conn.execute(sql.SQL("SELECT {} FROM {} x").format(
+            sql.SQL(", ").join(select), r)).fetchone()
+        have = self.conn.execute(sql.SQL("SELECT {} FROM {} x").format(
+            sql.SQL(", ").join(select), tg)).fetchone()
+        assert want is not None and have is not None
+        self._aggregate_checks(t, aggs, want, have)
 
-    def _aggregates(self, t: _Table) -> None:
-        r, tg = sql.Identifier(t.resolved), self.target(t.name)
-        exprs: list[tuple[str, str, sql.Composable]] = []
+    def _aggregate_exprs(self, t: _Table) -> list[tuple[str, str, sql.SQL]]:
+        """Per column, the aggregates compared: (kind, column, an expression of ``{a}``, the
+        table's alias, and ``{c}``, the column)."""
+        exprs: list[tuple[str, str, sql.SQL]] = []
         for c in t.columns:
             ty = t.types[c]
-            ident = sql.Identifier(c)
-            exprs.append(("nulls", c, sql.SQL("count({})").format(ident)))
+            exprs.append(("nulls", c, sql.SQL("count({a}.{c})")))
             if ty.array:
                 continue
             if ty.base in NUMERIC:
                 for f in ("min", "max", "sum"):
-                    exprs.append((f, c, sql.SQL(f + "({})").format(ident)))
+                    exprs.append((f, c, sql.SQL(f + "({a}.{c})")))
             elif ty.base in POINTS_IN_TIME:
                 for f in ("min", "max"):
-                    exprs.append((f, c, sql.SQL(f + "({})").format(ident)))
+                    exprs.append((f, c, sql.SQL(f + "({a}.{c})")))
             elif ty.base in TEXTS:
-                exprs.append(("length", c, sql.SQL("sum(length({}))").format(ident)))
+                exprs.append(("length", c, sql.SQL("sum(length({a}.{c}))")))
+        return exprs
+
+    def _aggregate_checks(self, t: _Table, exprs: list[tuple[str, str, sql.SQL]],
+                          want: Any, have: Any) -> None:
+        """The nulls and aggregates checks of ``t`` from the expected rows' aggregates
+        (``want``) and the target's (``have``; in existing mode, of the rows the run loaded
+        where that is recorded)."""
         if not exprs:
             return
-        select = sql.SQL(", ").join(x for _, _, x in exprs)
-        want = self.conn.execute(sql.SQL("SELECT {} FROM {}").format(select, r)).fetchone()
-        # existing mode: only the rows the run loaded (where that is recorded)
-        have = self.conn.execute(sql.SQL("SELECT {} FROM {} t WHERE {}").format(
-            select, tg, self._loaded_filter(t, "t"))).fetchone()
-        assert want is not None and have is not None
         nulls: list[Difference] = []
         aggs: list[Difference] = []
         for (kind, c, _), w, h in zip(exprs, want, have, strict=True):
@@ -742,7 +836,8 @@ class _Verifier:
                 n = self.one(sql.SQL("SELECT count(*) FROM {} t WHERE ").format(tg) + cond)
                 sample = self.rows(sql.SQL("SELECT t.{c}::text FROM {tg} t WHERE {cond} "
                                            "LIMIT {cap}").format(
-                    c=sql.Identifier(c), tg=tg, cond=cond, cap=sql.Literal(self.cap)))
+                    c=sql.Identifier(c), tg=tg, cond=cond, cap=sql.Literal(self.cap))
+                ) if n else []
                 status = PASS if not n else WARN if policy == "keep" else FAIL
                 self.add("integrity", f"orphans of {c} → {ptable}.{pcol}", name, status,
                          expected=0, actual=n, message=f"{n} orphan reference(s)"
@@ -753,13 +848,13 @@ class _Verifier:
                 idents = sql.SQL(", ").join(map(sql.Identifier, key))
                 nn = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(k))
                                            for k in key)
-                dup = self.rows(sql.SQL(
-                    "SELECT concat_ws(', ', {k}), count(*) FROM {tg} WHERE {nn} GROUP BY {k} "
-                    "HAVING count(*) > 1 LIMIT {cap}").format(
-                    k=idents, tg=tg, nn=nn, cap=sql.Literal(self.cap)))
                 n = self.one(sql.SQL(
                     "SELECT count(*) FROM (SELECT 1 FROM {tg} WHERE {nn} GROUP BY {k} "
                     "HAVING count(*) > 1) x").format(k=idents, tg=tg, nn=nn))
+                dup = self.rows(sql.SQL(
+                    "SELECT concat_ws(', ', {k}), count(*) FROM {tg} WHERE {nn} GROUP BY {k} "
+                    "HAVING count(*) > 1 LIMIT {cap}").format(
+                    k=idents, tg=tg, nn=nn, cap=sql.Literal(self.cap))) if n else []
                 self.add("integrity", f"duplicates of ({', '.join(key)})", name,
                          FAIL if n else PASS, expected=0, actual=n,
                          message=f"{n} duplicated key value(s)",

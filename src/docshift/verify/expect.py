@@ -87,16 +87,35 @@ def _getter(path: str) -> Getter:
         return lambda doc, key, cap, item, i, entry: None if item is _MISSING else item
     if path.startswith("$item."):
         rest = path[6:]
+        parts = rest.split(".")
+        if not any(s.isdigit() for s in parts):
+            return lambda doc, key, cap, item, i, entry: (
+                None if item is _MISSING else _read_fields(item, parts))
         return lambda doc, key, cap, item, i, entry: (
             None if item is _MISSING else read_path(item, rest))
     if path == "$":
         return lambda doc, key, cap, item, i, entry: doc
     rest = path[2:] if path.startswith("$.") else path
-    if "." not in rest and not rest.isdigit():
+    segs = rest.split(".")
+    if any(s.isdigit() for s in segs):
+        return lambda doc, key, cap, item, i, entry: read_path(doc, rest)
+    if len(segs) == 1:
         # the common case, a top-level field
         return lambda doc, key, cap, item, i, entry: (
-            doc.get(rest) if isinstance(doc, dict) else None)
-    return lambda doc, key, cap, item, i, entry: read_path(doc, rest)
+            doc.get(rest) if type(doc) is dict or isinstance(doc, dict) else None)
+    # no array positions: only objects are followed
+    return lambda doc, key, cap, item, i, entry: _read_fields(doc, segs)
+
+
+def _read_fields(value: Any, segs: list[str]) -> Any:
+    """:func:`read_path` for a path of field names only (split once, not per value)."""
+    for seg in segs:
+        if type(value) is not dict and not isinstance(value, dict):
+            return None
+        value = value.get(seg)
+        if value is None:
+            return None
+    return value
 
 
 @dataclass
@@ -137,6 +156,14 @@ class _Feed:
     """Whether a column reads ``$item`` itself."""
     extra: bool
     """Whether the table has a catch-all column (the last value of each row)."""
+    readers: list[tuple[_Column, Getter, Callable[[Any], Any], bool]] = field(init=False)
+    """Per column: the column, its getter, its converter, whether it is plain."""
+    container: Getter | None = field(init=False)
+    """Reads the container an unnested feed unnests."""
+
+    def __post_init__(self) -> None:
+        self.readers = [(c, c.get, c.convert, c.plain) for c in self.columns]
+        self.container = _getter(self.unnest) if self.unnest is not None else None
 
 
 class _Reject(Exception):
@@ -226,8 +253,8 @@ class StreamReader:
                 if not found:
                     continue
                 captures = found.groupdict()
-            if not all(self._where_value(feed, doc, captures, k) in allowed
-                       for k, allowed in feed.where):
+            if feed.where and not all(self._where_value(feed, doc, captures, k) in allowed
+                                      for k, allowed in feed.where):
                 filtered = True
                 continue
             took = True
@@ -265,7 +292,8 @@ class StreamReader:
         doc = sdoc.doc
         if feed.unnest is None:
             return [self._row(feed, doc, sdoc.key, captures, _MISSING, 0, None)]
-        container = self._read(doc, sdoc.key, captures, feed.unnest, _MISSING, 0, None)
+        assert feed.container is not None
+        container = feed.container(doc, sdoc.key, captures, _MISSING, 0, None)
         if container is None:
             return []
         if not isinstance(container, (list, dict)):
@@ -313,20 +341,21 @@ class StreamReader:
     def _row(self, feed: _Feed, doc: Any, key: str, captures: dict[str, str], item: Any,
              index: int, entry: Any, fixed: list[Any] | None = None) -> tuple[Any, ...]:
         out = []
-        for n, c in enumerate(feed.columns):
+        append = out.append
+        for n, (c, get, convert, plain) in enumerate(feed.readers):
             if fixed is not None and fixed[n] is not _MISSING:
-                out.append(fixed[n])
+                append(fixed[n])
                 continue
-            raw = c.get(doc, key, captures, item, index, entry)
-            if raw is not None and c.plain:
+            raw = get(doc, key, captures, item, index, entry)
+            if raw is not None and plain:
                 try:
-                    out.append(c.convert(raw))
+                    append(convert(raw))
                 except ConversionError as exc:
                     raise _Reject(c.path, exc.error_class, str(exc)) from None
             else:
-                out.append(self._value(c, raw))
+                append(self._value(c, raw))
         if feed.extra:
-            out.append(None)  # filled in by _fill_extra once every feed has read the document
+            append(None)  # filled in by _fill_extra once every feed has read the document
         return tuple(out)
 
     def _fill_extra(self, doc: Any, key: str, rows: dict[str, list[tuple[Any, ...]]],
@@ -450,10 +479,18 @@ class StreamReader:
                          read_path(doc, f.unnest) if not f.unnest.startswith("$") else None)
             items = (container if isinstance(container, list) else
                      list(container.values()) if isinstance(container, dict) else [])
-            prefix = "" if f.unnest == "$" else f.unnest
+            pre = ("" if f.unnest == "$" else f.unnest) + "[]."
+            paths = self._items(f)
             for item in items:
                 if isinstance(item, dict):
-                    _walk(item, prefix + "[].", self._items(f), out, strip=prefix + "[].")
+                    # elements mostly share their fields: decided once per set of names
+                    missing, partial = paths.split(item)
+                    for k in missing:
+                        out[pre + k] = None
+                    for k in partial:
+                        v = item[k]
+                        if isinstance(v, dict):
+                            _walk(v, f"{pre}{k}.", paths, out, strip=pre)
         return set(out)
 
     def _consumed(self, feeds: list[_Feed]) -> _Paths:

@@ -84,6 +84,8 @@ class VerifyReport:
     environment: dict[str, Any] = field(default_factory=dict)
     options: VerifyOptions = field(default_factory=VerifyOptions)
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds spent per phase (reading the source, copying, each table's comparisons…)."""
 
     @property
     def status(self) -> str:
@@ -118,6 +120,7 @@ class VerifyReport:
             "environment": self.environment,
             "options": asdict(self.options),
             "seconds": round(self.seconds, 3),
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
             "streams": [{**asdict(s), "balanced": s.balanced} for s in self.streams],
             "checks": [asdict(c) for c in self.checks],
         }
