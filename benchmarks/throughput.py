@@ -23,7 +23,10 @@
    the server runs on this machine), peak resident memory (sum over the process tree),
    the ratio to the limit; then the final size of every table for each approach.
 
-``--prepare DIR`` only writes the dump and docshift's mapping file (for profiling).
+``--approaches`` runs only some of the three (the limit needs docshift's result), e.g.
+``--docs 10000000 --approaches docshift`` for peak memory alone; ``--scratch DIR`` puts the
+dump under DIR, ``--logs DIR`` keeps every run's output, ``--rss-log FILE`` writes the RSS
+samples. ``--prepare DIR`` only writes the dump and docshift's mapping file (for profiling).
 """
 
 from __future__ import annotations
@@ -121,6 +124,8 @@ ACCOUNT_ID_PREFIX = 1 << 88
 SIZE_TOLERANCE = 0.05
 """How far a table's final size may be from the limit's before the script says so."""
 
+APPROACHES = ("docshift", "limit", "reference")
+
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "reference_load.py"
 
@@ -194,6 +199,8 @@ class Measure:
     server_cpu: float | None
     peak_rss: int | None
     rows: int = 0
+    other_cpu: float = 0.0
+    """Server CPU of other databases' backends meanwhile, taken out of ``server_cpu``."""
 
 
 def _cpu(t: psutil._common.pcputimes) -> float:  # type: ignore[name-defined]
@@ -218,6 +225,24 @@ class Server:
                 return
         if parent is not None and "postgres" in parent.name():
             self.postmaster = parent
+
+    def others(self) -> dict[int, float]:
+        """CPU seconds of each live backend of a database that is not the benchmark's.
+
+        The server may serve other work too; its backends' CPU is taken out of the figure
+        (background processes, shared by all, stay in it).
+        """
+        out: dict[int, float] = {}
+        if self.postmaster is None:
+            return out
+        for p in self.postmaster.children():
+            with contextlib.suppress(psutil.Error):
+                # "postgres: USER DATABASE HOST STATE" for a client backend
+                parts = " ".join(p.cmdline()).split()
+                if (len(parts) >= 4 and parts[0] == "postgres:" and parts[3].startswith(("[", "("))
+                        and not parts[2].startswith("docshift_bench")):
+                    out[p.pid] = _cpu(p.cpu_times())
+        return out
 
     SETTLE_SECONDS = 10.0
 
@@ -255,6 +280,36 @@ class Server:
         return total
 
 
+class OtherWork:
+    """The CPU that other databases' backends spend on the server while it runs."""
+
+    INTERVAL = 0.1
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.first = server.others()
+        self.last = dict(self.first)
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    own_cpu = 0.0
+    """CPU seconds of the sampling itself (in this process: not the limit's client CPU)."""
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.INTERVAL):
+            self.last.update(self.server.others())
+        self.own_cpu = time.thread_time()
+
+    def stop(self) -> float:
+        """Stop sampling; the seconds spent meanwhile (a backend that came and went within
+        one interval is missed)."""
+        self._stop.set()
+        self._t.join()
+        self.last.update(self.server.others())
+        return sum(cpu - self.first.get(pid, 0.0) for pid, cpu in self.last.items())
+
+
 class TreeSampler:
     """Samples a process tree: the peak of its summed RSS, and each process's CPU."""
 
@@ -262,6 +317,8 @@ class TreeSampler:
 
     def __init__(self, root: psutil.Process) -> None:
         self.root, self.peak, self.cpu = root, 0, {}
+        self.samples: list[tuple[float, int, int]] = []  # (seconds, summed RSS, processes)
+        self._start = time.perf_counter()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -281,6 +338,7 @@ class TreeSampler:
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, rss)
+            self.samples.append((time.perf_counter() - self._start, rss, len(procs)))
             self._stop.wait(self.INTERVAL)
 
     def stop(self) -> None:
@@ -288,9 +346,14 @@ class TreeSampler:
         self._t.join()
 
 
-def run_process(cmd: list[str], server: Server, log: Path) -> Measure:
-    """Run ``cmd`` to its end; its wall time, CPU (all descendants) and peak RSS."""
+def run_process(cmd: list[str], server: Server, log: Path,
+                rss_log: Path | None = None) -> Measure:
+    """Run ``cmd`` to its end; its wall time, CPU (all descendants) and peak RSS.
+
+    With ``rss_log``, every sample of the tree's summed RSS is appended to that file.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    other = OtherWork(server)
     s0 = server.cpu()
     start = time.perf_counter()
     with log.open("wb") as out:
@@ -299,8 +362,13 @@ def run_process(cmd: list[str], server: Server, log: Path) -> Measure:
         rc = p.wait()
         wall = time.perf_counter() - start
         sampler.stop()
+    if rss_log is not None:
+        with rss_log.open("a") as f:
+            f.write(f"# {' '.join(cmd[1:4])} …: seconds, RSS MiB (process tree), processes\n")
+            f.writelines(f"{t:.1f} {rss / 2**20:.1f} {n}\n" for t, rss, n in sampler.samples)
     server.settle()
     s1 = server.cpu()
+    elsewhere = other.stop()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if rc != 0:
         tail = log.read_text(errors="replace")[-3000:]
@@ -308,7 +376,8 @@ def run_process(cmd: list[str], server: Server, log: Path) -> Measure:
     reaped = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     # the sampled figure covers a worker its parent did not wait for
     client = max(reaped, sum(sampler.cpu.values()))
-    return Measure(wall, client, None if s0 is None else s1 - s0, sampler.peak)  # type: ignore[operator]
+    return Measure(wall, client, None if s0 is None else s1 - s0 - elsewhere,  # type: ignore[operator]
+                   sampler.peak, other_cpu=elsewhere)
 
 
 # -- the target tables -----------------------------------------------------------------
@@ -412,6 +481,7 @@ def physical_limit(src_dsn: str, dst_dsn: str, tmp: Path, workers: int,
         for t in schema.tables:
             conns[0].execute(schema.create[t])  # type: ignore[arg-type]
         me = psutil.Process()
+        other = OtherWork(server)
         cpu0, s0 = _cpu(me.cpu_times()), server.cpu()
         start = time.perf_counter()
         side_by_side([[sql.SQL("COPY {} FROM {} (FORMAT binary)").format(
@@ -423,8 +493,10 @@ def physical_limit(src_dsn: str, dst_dsn: str, tmp: Path, workers: int,
                       for t in schema.tables])
         wall = time.perf_counter() - start
         s1 = server.cpu()
-        return Measure(wall, _cpu(me.cpu_times()) - cpu0,
-                       None if s0 is None else s1 - s0, None)  # type: ignore[operator]
+        elsewhere = other.stop()
+        return Measure(wall, max(0.0, _cpu(me.cpu_times()) - cpu0 - other.own_cpu),
+                       None if s0 is None else s1 - s0 - elsewhere,  # type: ignore[operator]
+                       None, other_cpu=elsewhere)
     finally:
         for c in conns:
             c.close()
@@ -457,10 +529,10 @@ def _fmt(x: float | None, spec: str, unit: str = "") -> str:
 
 def report(results: dict[str, list[Measure]], docs: int,
            sizes: dict[str, dict[str, tuple[int, int, int]]], say: Callable[[str], None]) -> None:
-    limit = _med([m.wall for m in results["limit"]])
+    first = next(iter(results.values()))
+    limit = _med([m.wall for m in results["limit"]]) if "limit" in results else None
     say("")
-    say(f"medians of {len(results['limit'])} run(s), {docs:,} documents, "
-        f"{results['limit'][0].rows:,} rows:")
+    say(f"medians of {len(first)} run(s), {docs:,} documents, {first[0].rows:,} rows:")
     head = (f"{'approach':<10} {'wall':>8} {'docs/s':>9} {'rows/s':>10} {'client CPU':>11} "
             f"{'server CPU':>11} {'peak RSS':>9} {'× limit':>8}")
     say(head)
@@ -468,39 +540,51 @@ def report(results: dict[str, list[Measure]], docs: int,
     for name, ms in results.items():
         wall = _med([m.wall for m in ms])
         rss = _med([m.peak_rss for m in ms])
+        ratio = "—" if limit is None else f"{wall / limit:.2f}×"  # type: ignore[operator]
         say(f"{name:<10} {_fmt(wall, '.2f', ' s'):>8} {docs / wall:>9,.0f} "  # type: ignore[operator]
             f"{ms[0].rows / wall:>10,.0f} "  # type: ignore[operator]
             f"{_fmt(_med([m.client_cpu for m in ms]), '.1f', ' s'):>11} "
             f"{_fmt(_med([m.server_cpu for m in ms]), '.1f', ' s'):>11} "
             f"{_fmt(None if rss is None else rss / 2**20, ',.0f', ' MiB'):>9} "
-            f"{wall / limit:>7.2f}×")  # type: ignore[operator]
-    d = _med([m.wall for m in results["docshift"]])
-    r = _med([m.wall for m in results["reference"]])
-    dc = _med([m.client_cpu for m in results["docshift"]])
-    rc = _med([m.client_cpu for m in results["reference"]])
-    say(f"docshift / reference script: {d / r:.2f}× the time, "  # type: ignore[operator]
-        f"{dc / rc:.2f}× the client CPU")  # type: ignore[operator]
+            f"{ratio:>8}")
+    if "docshift" in results and "reference" in results:
+        d = _med([m.wall for m in results["docshift"]])
+        r = _med([m.wall for m in results["reference"]])
+        dc = _med([m.client_cpu for m in results["docshift"]])
+        rc = _med([m.client_cpu for m in results["reference"]])
+        say(f"docshift / reference script: {d / r:.2f}× the time, "  # type: ignore[operator]
+            f"{dc / rc:.2f}× the client CPU")  # type: ignore[operator]
+    for name, ms in results.items():
+        cpu = _med([m.client_cpu for m in ms])
+        if cpu and name != "limit":  # the limit's client only sends statements
+            say(f"{name}: {cpu / docs * 1e6:.1f} µs of client CPU per document")
     say("")
     say("final table sizes (pg_total_relation_size, last run):")
     names = list(sizes)
-    say(f"{'table':<16} {'rows':>10} " + " ".join(f"{n:>11}" for n in names))
+    base = sizes.get("limit")
+    tables = list(base or sizes[names[0]])
+    say(f"{'table':<16} {'rows':>10} " + " ".join(f"{n:>19}" for n in names))
     problems = []
-    for t in sizes["limit"]:
-        rows = sizes["limit"][t][1]
+    for t in tables:
+        rows = (base or sizes[names[0]])[t][1]
         cells = []
         for n in names:
             size, nrows, dropped = sizes[n].get(t, (0, 0, 0))
-            cells.append(f"{size / 2**20:>9.1f}MB")
+            cells.append(f"{size / 2**20:.1f} MB")
             if nrows != rows:
-                problems.append(f"{t}: {n} has {nrows:,} rows, the limit {rows:,}")
-            off = size / sizes["limit"][t][0] - 1 if sizes["limit"][t][0] else 0.0
+                problems.append(f"{t}: {n} has {nrows:,} rows, {names[0]} {rows:,}")
+            if base is None:
+                continue
+            off = size / base[t][0] - 1 if base[t][0] else 0.0
             if abs(off) > SIZE_TOLERANCE:
                 why = f" ({dropped} dropped column(s) still on disk)" if dropped else ""
                 problems.append(f"{t}: {n} is {off:+.0%} the limit's size{why}")
-        say(f"{t:<16} {rows:>10,} " + " ".join(f"{c:>11}" for c in cells))
+            elif n != "limit":
+                cells[-1] += f" ({off:+.1%})"
+        say(f"{t:<16} {rows:>10,} " + " ".join(f"{c:>19}" for c in cells))
     for p in problems:
-        say(f"  differs by more than {SIZE_TOLERANCE:.0%}: {p}")
-    if not problems:
+        say(f"  differs: {p}")
+    if base is not None and not problems:
         say(f"  every table within {SIZE_TOLERANCE:.0%} of the limit's size")
 
 
@@ -515,11 +599,28 @@ def main() -> None:
                     help="docshift run --executor (dask needs docshift[dask])")
     ap.add_argument("--scheduler", metavar="ADDRESS|local:N",
                     help="docshift run --scheduler, with --executor dask")
+    ap.add_argument("--approaches", default=",".join(APPROACHES), metavar="LIST",
+                    help="comma-separated, of: " + ", ".join(APPROACHES)
+                    + " (the limit reloads docshift's result, so it needs docshift)")
+    ap.add_argument("--scratch", type=Path, metavar="DIR",
+                    help="where the dump and the COPY files go (a temporary directory in it, "
+                    "deleted at the end; default: the system's temporary directory)")
+    ap.add_argument("--rss-log", type=Path, metavar="FILE",
+                    help="append docshift's RSS samples (every 0.1 s) to FILE")
+    ap.add_argument("--logs", type=Path, metavar="DIR",
+                    help="keep the output of every docshift and reference run in DIR")
     ap.add_argument("--prepare", type=Path, metavar="DIR",
                     help="only write the dump and the mapping file (DIR/docshift.yaml)")
     args = ap.parse_args()
     if args.docs < 100:
         ap.error("--docs must be at least 100")
+    approaches = [a.strip() for a in args.approaches.split(",") if a.strip()]
+    unknown = sorted(set(approaches) - set(APPROACHES))
+    if unknown or not approaches:
+        ap.error(f"--approaches: unknown {', '.join(unknown) or '(none given)'}; "
+                 f"choose from {', '.join(APPROACHES)}")
+    if "limit" in approaches and "docshift" not in approaches:
+        ap.error("--approaches: the limit reloads docshift's result; add docshift")
     if args.scheduler and args.executor != "dask":
         ap.error("--scheduler needs --executor dask")
     executor_args = ["--executor", args.executor]
@@ -542,48 +643,56 @@ def main() -> None:
     server = Server(server_dsn_)
     if server.postmaster is None:
         print("the server does not run on this machine: no server CPU figures")
-    results: dict[str, list[Measure]] = {"docshift": [], "limit": [], "reference": []}
+    results: dict[str, list[Measure]] = {a: [] for a in APPROACHES if a in approaches}
     sizes: dict[str, dict[str, tuple[int, int, int]]] = {}
-    with tempfile.TemporaryDirectory(prefix="docshift-bench-") as d:
+    with tempfile.TemporaryDirectory(prefix="docshift-bench-", dir=args.scratch) as d:
         tmp = Path(d)
         os.chmod(tmp, 0o777)  # the server process writes the COPY files here
+        logs = args.logs or tmp
+        logs.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         write_dump(tmp / "dump", args.docs)
         print(f"wrote {args.docs:,} documents in {time.perf_counter() - t0:.1f}s; load average "
               + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs")
         for i in range(args.repeat):
-            dsn = recreate_database(server_dsn_, "docshift_bench")
-            cfg = tmp / "docshift.yaml"
-            cfg.write_text(mapping_text(tmp / "dump", dsn))
-            checkpoint(server_dsn_)
-            m = run_process([sys.executable, "-m", "docshift", "run", "-c", str(cfg),
-                             "--workers", str(args.workers),
-                             "--batch-size", str(args.batch_size), *executor_args],
-                            server, tmp / "run.log")
-            sizes["docshift"] = table_sizes(dsn)
-            m.rows = sum(n for _, n, _ in sizes["docshift"].values())
-            results["docshift"].append(m)
+            if "docshift" in results:
+                dsn = recreate_database(server_dsn_, "docshift_bench")
+                cfg = tmp / "docshift.yaml"
+                cfg.write_text(mapping_text(tmp / "dump", dsn))
+                checkpoint(server_dsn_)
+                m = run_process([sys.executable, "-m", "docshift", "run", "-c", str(cfg),
+                                 "--workers", str(args.workers),
+                                 "--batch-size", str(args.batch_size), *executor_args],
+                                server, logs / f"docshift-{i + 1}.log", args.rss_log)
+                sizes["docshift"] = table_sizes(dsn)
+                m.rows = sum(n for _, n, _ in sizes["docshift"].values())
+                results["docshift"].append(m)
 
-            limit_dsn = recreate_database(server_dsn_, "docshift_bench_limit")
-            checkpoint(server_dsn_)
-            lim = physical_limit(dsn, limit_dsn, tmp, args.workers, server)
-            sizes["limit"] = table_sizes(limit_dsn)
-            lim.rows = sum(n for _, n, _ in sizes["limit"].values())
-            results["limit"].append(lim)
+            if "limit" in results:
+                limit_dsn = recreate_database(server_dsn_, "docshift_bench_limit")
+                checkpoint(server_dsn_)
+                lim = physical_limit(dsn, limit_dsn, tmp, args.workers, server)
+                sizes["limit"] = table_sizes(limit_dsn)
+                lim.rows = sum(n for _, n, _ in sizes["limit"].values())
+                results["limit"].append(lim)
 
-            ref_dsn = recreate_database(server_dsn_, "docshift_bench_reference")
-            checkpoint(server_dsn_)
-            ref = run_process([sys.executable, str(REFERENCE), str(tmp / "dump" / "bench"),
-                               ref_dsn], server, tmp / "reference.log")
-            sizes["reference"] = table_sizes(ref_dsn)
-            ref.rows = sum(n for _, n, _ in sizes["reference"].values())
-            results["reference"].append(ref)
+            if "reference" in results:
+                ref_dsn = recreate_database(server_dsn_, "docshift_bench_reference")
+                checkpoint(server_dsn_)
+                ref = run_process([sys.executable, str(REFERENCE),
+                                   str(tmp / "dump" / "bench"), ref_dsn],
+                                  server, logs / f"reference-{i + 1}.log")
+                sizes["reference"] = table_sizes(ref_dsn)
+                ref.rows = sum(n for _, n, _ in sizes["reference"].values())
+                results["reference"].append(ref)
             for name in ("limit", "reference"):
                 drop_database(server_dsn_, f"docshift_bench_{name}")
             print(f"run {i + 1}: " + ", ".join(
                 f"{n} {ms[-1].wall:.2f} s (client CPU {ms[-1].client_cpu:.1f} s, server CPU "
-                f"{_fmt(ms[-1].server_cpu, '.1f', ' s')})" for n, ms in results.items()),
-                flush=True)
+                f"{_fmt(ms[-1].server_cpu, '.1f', ' s')}"
+                + (f", {ms[-1].other_cpu:.1f} s of other databases' left out"
+                   if ms[-1].other_cpu >= 0.05 else "") + ")"
+                for n, ms in results.items()), flush=True)
     report(results, args.docs, sizes, print)
     print("load average (1, 5, 15 min) at the end: "
           + ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -34,7 +34,7 @@ from docshift.target.state import (
     take_unit_lease,
 )
 from docshift.transform.convert import adapt_connection
-from docshift.transform.rows import compile_streams
+from docshift.transform.rows import StreamPlan, compile_streams
 
 
 @dataclass
@@ -58,12 +58,16 @@ FULL_GC_EVERY = 20
 
 def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
              should_stop: Callable[[], bool], report: Report,
-             on_wait: Callable[[str], None] | None = None) -> bool:
+             on_wait: Callable[[str], None] | None = None,
+             plans: dict[str, StreamPlan] | None = None) -> bool:
     """Load ``unit`` from its checkpoint to its end; False if stopped before the end.
 
     The unit is loaded under its lease (held on the loading connection for as long as it
     lives) and every batch moves the checkpoint by compare-and-set, so no two processes can
     ever commit batches of the same unit, whoever started them.
+
+    Only the plan of the unit's stream is compiled; ``plans`` (stream → plan, for one
+    mapping) keeps it for the next unit of the same stream that this process loads.
     """
     # The row builder allocates millions of small tuples and creates no reference cycles;
     # the cyclic garbage collector would rescan every live batch again and again (it costs
@@ -71,7 +75,8 @@ def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_unit(m, dsn, run_id, unit, batch_size, should_stop, report, on_wait)
+        return _run_unit(m, dsn, run_id, unit, batch_size, should_stop, report, on_wait,
+                         {} if plans is None else plans)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -79,9 +84,9 @@ def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
 
 def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
               should_stop: Callable[[], bool], report: Report,
-              on_wait: Callable[[str], None] | None) -> bool:
+              on_wait: Callable[[str], None] | None, plans: dict[str, StreamPlan]) -> bool:
     stream = unit.name
-    plan = compile_streams(m)[unit.source_stream]
+    plan = stream_plan(m, unit.source_stream, plans)
     copies = table_copies(m, plan)
     source = open_source(m.source, dsn)
     try:
@@ -142,6 +147,19 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
             return True
     finally:
         source.close()
+
+
+def stream_plan(m: Mapping, stream: str, plans: dict[str, StreamPlan]) -> StreamPlan:
+    """The compiled plan of ``stream``, from ``plans`` or compiled (alone) into it.
+
+    A plan can serve unit after unit: besides the compiled feeds it keeps only memos of
+    what it has worked out from document shapes, which hold for any document of the
+    stream, whichever unit or run it is read in.
+    """
+    plan = plans.get(stream)
+    if plan is None:
+        plan = plans[stream] = compile_streams(m, streams=[stream])[stream]
+    return plan
 
 
 def unit_estimate(s: object, unit: Unit) -> int | None:
@@ -214,6 +232,8 @@ def worker_main(m: Mapping, dsn: str, batch_size: int, tasks: Any, reports: Any,
     def message(text: str) -> None:
         reports.put(("message", text))
 
+    plans: dict[str, StreamPlan] = {}  # the mapping is the same for every task
+
     while not stop.is_set():
         task = tasks.get()
         if task is None:
@@ -221,7 +241,7 @@ def worker_main(m: Mapping, dsn: str, batch_size: int, tasks: Any, reports: Any,
         run_id, unit = task
         try:
             run_unit(m, dsn, run_id, unit, batch_size, stop.is_set, reports.put,
-                     on_wait=message)
+                     on_wait=message, plans=plans)
         except DocshiftError as exc:
             reports.put(("error", unit.name, exc.message, exc.hint))
             return

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -628,8 +628,13 @@ def _unmapped_root(doc: Any, tree: dict[Any, Any], memo: dict[Any, Any],
         _inside(doc[k], tree[k], k, (k,), out, elements)
 
 
-def compile_streams(m: Mapping) -> dict[str, StreamPlan]:
-    """Compile the mapping into one plan per source stream (collection or KV table)."""
+def compile_streams(m: Mapping, streams: Collection[str] | None = None
+                    ) -> dict[str, StreamPlan]:
+    """Compile the mapping into one plan per source stream (collection or KV table).
+
+    With ``streams``, only the plans of those streams are compiled (a stream's plan depends
+    on its own feeds alone, so it is the same as in the full compilation).
+    """
     kv = m.source.kind == "postgres_kv"
     options = convert_options(m.options)
     plans: dict[str, StreamPlan] = {}
@@ -639,6 +644,8 @@ def compile_streams(m: Mapping) -> dict[str, StreamPlan]:
         for feed in table.feeds:
             stream = m.source.table if kv else feed.from_
             assert stream is not None
+            if streams is not None and stream not in streams:
+                continue
             report = (table.unmapped or m.options.unmapped) == "report"
             plan = plans.setdefault(stream, StreamPlan(stream, [], report, ignore, kv,
                                                        options))
