@@ -91,9 +91,10 @@ class InProcess:
     def run(self, run_id: int, units: list[Unit], on_progress: Callable[[Progress], None],
             stop: threading.Event, ui: UI) -> None:
         """Load ``units`` in order; stop at the first batch boundary after ``stop`` is set."""
+        plans: dict = {}  # the units of one stream share its compiled plan
         for u in units:
             if not run_unit(self.m, self.dsn, run_id, u, self.batch_size, stop.is_set,
-                            on_progress, on_wait=ui.message):
+                            on_progress, on_wait=ui.message, plans=plans):
                 break
 
     def shutdown(self) -> None:
