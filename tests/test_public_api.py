@@ -14,7 +14,7 @@ def test_public_api_is_what_the_docs_promise() -> None:
     assert set(docshift.__all__) == {
         "ConversionError", "DocshiftError", "Interrupted", "LeaseLost", "Mapping",
         "MappingError", "RunAborted", "RunOptions", "RunResult", "SourceError", "TargetError",
-        "VerifyOptions", "VerifyReport", "__version__", "generate_crm", "generate_kv",
+        "UsageError", "VerifyOptions", "VerifyReport", "__version__", "generate_crm", "generate_kv",
         "load_mapping", "migrate", "parse_mapping", "rollback", "verify",
     }
 

@@ -11,8 +11,9 @@ The library API mirrors the command line::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from docshift._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from docshift.errors import (
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
         RunAborted,
         SourceError,
         TargetError,
+        UsageError,
     )
     from docshift.generate import generate_crm, generate_kv
     from docshift.run.migrate import Interrupted, RunOptions, RunResult, migrate
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 # does) stays cheap, and a command pays only for the parts it uses.
 _WHERE = {
     **dict.fromkeys(["ConversionError", "DocshiftError", "LeaseLost", "MappingError",
-                     "RunAborted", "SourceError", "TargetError"], "docshift.errors"),
+                     "RunAborted", "SourceError", "TargetError", "UsageError"],
+                    "docshift.errors"),
     **dict.fromkeys(["generate_crm", "generate_kv"], "docshift.generate"),
     **dict.fromkeys(["Interrupted", "RunOptions", "RunResult", "migrate"],
                     "docshift.run.migrate"),
@@ -44,13 +47,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'docshift' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 
 __version__ = "0.1.0"
@@ -67,6 +64,7 @@ __all__ = [
     "RunResult",
     "SourceError",
     "TargetError",
+    "UsageError",
     "VerifyOptions",
     "VerifyReport",
     "__version__",

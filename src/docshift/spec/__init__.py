@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from docshift._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from docshift.spec.load import load_mapping, parse_mapping
@@ -18,13 +19,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'docshift.spec' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 
 __all__ = ["ColumnSpec", "FeedSpec", "IndexSpec", "Mapping", "TableSpec", "load_mapping",
