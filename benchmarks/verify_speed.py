@@ -12,8 +12,9 @@ times and medians are printed too.
 Per step it prints wall time, documents/s, client CPU seconds (this process and its worker
 processes) and server CPU seconds (every PostgreSQL process, when the server runs on this
 machine): on a shared machine, CPU seconds are steadier than wall time. With `--phases`,
-verify's wall time per phase too (reading the source, copying into its tables, each table's
-comparisons, integrity).
+verify's wall time per phase too (reading the source, copying into its tables, the
+comparisons and integrity checks, which run side by side on as many connections as processes
+read, and inside that each table's comparisons and integrity, which overlap).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Verification: read the source once, write what it should have become next to the
-target (in temporary tables of the verifier's own session), and compare set-based in SQL.
+target (in unlogged tables of a scratch schema of the verifier's own, dropped at the end),
+and compare set-based in SQL, the tables side by side on several connections.
 
 The expected rows come from :mod:`docshift.verify.expect`, never from the loader; the
 loader's counters and positions are never read (of the checkpoints, only the work units'
@@ -10,10 +11,12 @@ accept a document as quarantined, and a quarantined document is then checked to 
 from __future__ import annotations
 
 import os
+import secrets
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,15 +44,27 @@ from docshift.verify.model import (
 )
 
 FLUSH_BYTES = 8 << 20
-"""Expected rows' COPY data buffered per table before it is copied to the verifier's temp
-table (bounded memory)."""
+"""Expected rows' COPY data buffered per table before it is copied to the verifier's table
+(bounded memory)."""
 
 PARALLEL_MIN_DOCS = 50_000
 """From this many source documents on (and with more than one part to read), the source is
 read by several processes unless ``VerifyOptions.workers`` says otherwise."""
 
+SCRATCH_PREFIX = "docshift_verify_"
+"""The verifier's scratch schema is this and random hex: its tables of expected rows are
+seen by all its connections (temporary tables are seen by one), and no two verifications
+share one."""
+
 TEMP_BUFFERS = "256MB"
-"""The verifier's session's memory for its temporary tables (beyond it they spill to disk)."""
+"""Memory for temporary tables, where the expected rows live when the scratch schema cannot
+be created (no CREATE privilege on the database)."""
+
+_POLL_SECONDS = 0.5
+"""How often the main thread looks whether a comparison failed (it waits interruptibly)."""
+
+DROP_LOCK_TIMEOUT = "10s"
+"""How long dropping the scratch schema waits for a lock (a statement being cancelled)."""
 
 WORK_MEM = "128MB"
 """The verifier's session's memory per hash table or sort, so that its joins and
@@ -76,61 +91,99 @@ class _Table:
     columns: list[str]
     types: dict[str, Any]
     pk: list[str]
-    exp: str
-    resolved: str
+    exp: sql.Identifier
+    resolved: sql.Identifier
     buffer: list[bytes] = field(default_factory=list)
     buffered: int = 0
+    copied: int = 0
+    """Bytes of expected rows copied: the size that orders the comparisons."""
     present: bool = True
 
 
 def verify(m: Mapping, dsn: str, options: VerifyOptions | None = None) -> VerifyReport:
     """Verify the target against the source, layer by layer; the report says what failed."""
-    from docshift import __version__
-    from docshift.dsn import mask
-    from docshift.sources import open_source
     from docshift.target.connect import connect
 
     options = options or VerifyOptions()
     started = time.monotonic()
     rep = VerifyReport(options=options)
-    with connect(dsn) as conn:
-        # the expected rows live in temporary tables: let them stay in memory (this must be
-        # set before the session first touches a temporary table)
-        conn.execute(sql.SQL("SET temp_buffers = {}").format(sql.Literal(TEMP_BUFFERS)))
-        # the comparisons join and aggregate whole tables: room for hash tables and sorts
-        conn.execute(sql.SQL("SET work_mem = {}").format(sql.Literal(WORK_MEM)))
-        run_id = ledger.latest_run_id(conn)
-        if run_id is None:
-            raise DocshiftError("nothing to verify: docshift has not migrated into this "
-                                "database", hint="Run `docshift run` first.")
-        rep.environment = {
-            "docshift_version": __version__, "mapping": m.path,
-            "source": _describe_source(m, mask), "target": mask(dsn),
-            "schema": m.target.schema_, "mode": m.target.mode, "run_id": run_id,
-            "run_status": ledger.run_status(conn, run_id),
-            "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        if m.target.mode == "existing":
-            from docshift.target.prepare import resolve_existing_types
-
-            resolve_existing_types(conn, m)
-        v = _Verifier(m, conn, options, rep, run_id, dsn)
-        with v.phase("schema"):
-            v.schema()
-        src = open_source(m.source, dsn)
-        try:
-            v.read_source(src)
-        finally:
-            src.close()
-        v.compare()
-        with v.phase("integrity"):
-            v.integrity()
+    scratch = SCRATCH_PREFIX + secrets.token_hex(6)
+    try:
+        with connect(dsn) as conn:
+            _session(conn)
+            _verify(m, dsn, conn, options, rep, scratch)
+    except BaseException:
+        # the scratch schema goes whatever happened; the first error is the one to see
+        with suppress(DocshiftError):
+            _drop_scratch(dsn, scratch)
+        raise
+    _drop_scratch(dsn, scratch)
     order = {layer: i for i, layer in enumerate(
         ("reconciliation", "content", "integrity", "nulls", "aggregates", "schema",
          "coverage"))}
     rep.checks.sort(key=lambda c: order.get(c.layer, 99))
     rep.seconds = time.monotonic() - started
     return rep
+
+
+def _session(conn: psycopg.Connection) -> None:
+    """Settings of each of the verifier's connections."""
+    # without the scratch schema the expected rows live in temporary tables: let them stay
+    # in memory (this must be set before the session first touches a temporary table)
+    conn.execute(sql.SQL("SET temp_buffers = {}").format(sql.Literal(TEMP_BUFFERS)))
+    # the comparisons join and aggregate whole tables: room for hash tables and sorts
+    conn.execute(sql.SQL("SET work_mem = {}").format(sql.Literal(WORK_MEM)))
+    # the verifier's tables are analyzed for their joins' sake; a small sample suffices
+    conn.execute(sql.SQL("SET default_statistics_target = {}").format(
+        sql.Literal(STATISTICS_TARGET)))
+
+
+def _drop_scratch(dsn: str, scratch: str) -> None:
+    """Drop the scratch schema, on a connection of its own (the verifier's may be broken)."""
+    from docshift.target.connect import connect
+
+    try:
+        with connect(dsn) as conn:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(DROP_LOCK_TIMEOUT)))
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(scratch)))
+    except (psycopg.Error, DocshiftError) as exc:
+        raise DocshiftError(
+            f"could not drop the verifier's scratch schema {scratch}: {exc}",
+            hint=f"Drop it with `DROP SCHEMA {scratch} CASCADE` (it holds only the "
+            "verifier's expected rows).") from None
+
+
+def _verify(m: Mapping, dsn: str, conn: psycopg.Connection, options: VerifyOptions,
+            rep: VerifyReport, scratch: str) -> None:
+    from docshift import __version__
+    from docshift.dsn import mask
+    from docshift.sources import open_source
+
+    run_id = ledger.latest_run_id(conn)
+    if run_id is None:
+        raise DocshiftError("nothing to verify: docshift has not migrated into this "
+                            "database", hint="Run `docshift run` first.")
+    rep.environment = {
+        "docshift_version": __version__, "mapping": m.path,
+        "source": _describe_source(m, mask), "target": mask(dsn),
+        "schema": m.target.schema_, "mode": m.target.mode, "run_id": run_id,
+        "run_status": ledger.run_status(conn, run_id),
+        "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if m.target.mode == "existing":
+        from docshift.target.prepare import resolve_existing_types
+
+        resolve_existing_types(conn, m)
+    v = _Verifier(m, conn, options, rep, run_id, dsn, scratch)
+    with v.phase("schema"):
+        v.schema()
+    src = open_source(m.source, dsn)
+    try:
+        v.read_source(src)
+    finally:
+        src.close()
+    v.compare_and_check()
 
 
 def _describe_source(m: Mapping, mask: Any) -> str:
@@ -161,8 +214,16 @@ def _close(a: float, b: float) -> bool:
 
 class _Verifier:
     def __init__(self, m: Mapping, conn: psycopg.Connection, options: VerifyOptions,
-                 rep: VerifyReport, run_id: int, dsn: str) -> None:
-        self.m, self.conn, self.opts, self.rep, self.dsn = m, conn, options, rep, dsn
+                 rep: VerifyReport, run_id: int, dsn: str, scratch: str) -> None:
+        self.m, self._conn, self.opts, self.rep, self.dsn = m, conn, options, rep, dsn
+        self.scratch = scratch
+        # "UNLOGGED" in the scratch schema; "TEMP" (one session) without the privilege
+        self.persistence = "UNLOGGED"
+        # the connection and the checks list of a comparison running in a thread of its own
+        self._local = threading.local()
+        self._phase_lock = threading.Lock()
+        self.connections = 1
+        """How many connections compare side by side: as many as processes read."""
         self.schema_name = m.target.schema_
         self.cap = options.max_differences
         self.tables: dict[str, _Table] = {}
@@ -172,8 +233,9 @@ class _Verifier:
                 # the catch-all column is compared like any jsonb column: by value
                 types[spec.extra] = parse_type("jsonb")
             self.tables[name] = _Table(name, list(types), types,
-                                       list(spec.primary_key or []), f"_v_exp_{i}",
-                                       f"_v_res_{i}")
+                                       list(spec.primary_key or []),
+                                       sql.Identifier(scratch, f"exp_{i}"),
+                                       sql.Identifier(scratch, f"res_{i}"))
         self.quarantine = ledger.quarantined(conn, run_id)
         self.provenance = ledger.provenance(conn) if m.target.mode == "existing" else {}
         self.sample: dict[str, list[int]] = {}
@@ -188,6 +250,11 @@ class _Verifier:
 
     # ------------------------------------------------------------------ helpers
 
+    @property
+    def conn(self) -> psycopg.Connection:
+        """This thread's connection: its own while it runs a comparison, else the main one."""
+        return getattr(self._local, "conn", None) or self._conn
+
     def target(self, table: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema_name), sql.Identifier(table))
 
@@ -198,12 +265,14 @@ class _Verifier:
         try:
             yield
         finally:
-            phases = self.rep.phases
-            phases[name] = phases.get(name, 0.0) + time.monotonic() - t0
+            with self._phase_lock:
+                phases = self.rep.phases
+                phases[name] = phases.get(name, 0.0) + time.monotonic() - t0
 
     def add(self, layer: str, name: str, table: str, status: str, **kw: Any) -> Check:
         c = Check(name=name, layer=layer, table=table, status=status, **kw)
-        self.rep.checks.append(c)
+        checks = getattr(self._local, "checks", None)
+        (self.rep.checks if checks is None else checks).append(c)
         return c
 
     def rows(self, q: sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:
@@ -269,15 +338,36 @@ class _Verifier:
 
     # ------------------------------------------------------------------ source
 
+    def _create_scratch(self) -> None:
+        """The schema of the verifier's tables; without the privilege to create it, they are
+        temporary tables of the main session, and the comparisons run one after another."""
+        try:
+            self.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.scratch)))
+        except psycopg.errors.InsufficientPrivilege:
+            self.persistence = "TEMP"
+            for i, t in enumerate(self.tables.values()):
+                t.exp = sql.Identifier("pg_temp", f"_v_exp_{i}")
+                t.resolved = sql.Identifier("pg_temp", f"_v_res_{i}")
+
+    def _create(self, table: sql.Identifier,
+                columns: list[sql.Composable] | None = None) -> sql.Composed:
+        """``CREATE … TABLE table``, with ``columns`` or to be followed by ``AS``."""
+        # autovacuum would analyze the scratch tables once filled, competing for the CPUs;
+        # the verifier analyzes them itself
+        return sql.SQL("CREATE {} TABLE {}{} WITH (autovacuum_enabled = false)").format(
+            sql.SQL(self.persistence), table,
+            sql.SQL("") if columns is None else sql.SQL(" ({})").format(
+                sql.SQL(", ").join(columns)))
+
     def read_source(self, src: Any) -> None:
+        self._create_scratch()
         for t in self.tables.values():
             defs = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t.types[c].sql))
                     for c in t.columns]
             defs += [sql.SQL("{} text").format(sql.Identifier(_SRC)),
                      sql.SQL("{} bigint").format(sql.Identifier(_DOC)),
                      sql.SQL("{} text").format(sql.Identifier(_KIND))]
-            self.conn.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(
-                sql.Identifier(t.exp), sql.SQL(", ").join(defs)))
+            self.conn.execute(self._create(t.exp, defs))
         streams = [s for s in dict.fromkeys(
             (self.m.source.table if self.m.source.kind == "postgres_kv" else f.from_)
             for t in self.m.tables.values() for f in t.feeds or []) if s is not None]
@@ -297,6 +387,8 @@ class _Verifier:
                 self._flush(t)
 
         workers = self._workers(src, streams, work)
+        if self.persistence == "UNLOGGED":
+            self.connections = workers
         with self.phase("read source"):
             if workers > 1:
                 results = scan.scan_parallel(self.m, self.dsn, work, workers, args, sink)
@@ -305,14 +397,12 @@ class _Verifier:
             for t in self.tables.values():
                 self._flush(t)
         with self.phase("analyze"):
-            # temporary tables are never analyzed on their own: without statistics the
-            # planner misjudges their joins; the key columns, from a small sample, suffice
-            self.conn.execute(sql.SQL("SET default_statistics_target = {}").format(
-                sql.Literal(STATISTICS_TARGET)))
+            # the planner would misjudge the joins of tables never analyzed (temporary ones
+            # never are automatically); the key columns, from a small sample, suffice
             for t in self.tables.values():
                 keys = [c for c in dict.fromkeys(t.pk + [_KIND]) if c in t.columns + [_KIND]]
                 self.conn.execute(sql.SQL("ANALYZE {} ({})").format(
-                    sql.Identifier(t.exp), sql.SQL(", ").join(map(sql.Identifier, keys))))
+                    t.exp, sql.SQL(", ").join(map(sql.Identifier, keys))))
         by_stream: dict[int, list[scan.PartResult]] = {}
         for (part, _), res in zip(work, results, strict=True):
             by_stream.setdefault(part.stream_number, []).append(res)
@@ -447,7 +537,7 @@ class _Verifier:
                 if not self.one(sql.SQL(
                         "SELECT EXISTS (SELECT 1 FROM {e} WHERE {kind} = 'n' AND {nn} "
                         "GROUP BY {keys} HAVING count(*) > 1)").format(
-                        e=sql.Identifier(t.exp), kind=kind, nn=nn, keys=keys)):
+                        e=t.exp, kind=kind, nn=nn, keys=keys)):
                     continue
                 found = self.rows(sql.SQL(
                     "SELECT {doc}, min({src}), min(v) FROM (SELECT {doc}, {src}, {val} AS v, "
@@ -455,14 +545,14 @@ class _Verifier:
                     "WHERE {kind} = 'n' AND {nn}) r WHERE rn > 1 GROUP BY {doc} "
                     "ORDER BY {doc}").format(
                     doc=doc, src=src, val=self._key_text("e", cols), keys=keys,
-                    e=sql.Identifier(t.exp), kind=kind, nn=nn))
+                    e=t.exp, kind=kind, nn=nn))
                 if not found:
                     continue
                 docs = [d for d, _, _ in found]
                 for other in self.tables.values():
                     self.conn.execute(sql.SQL(
                         "UPDATE {e} SET {kind} = 'q' WHERE {kind} = 'n' AND {doc} = ANY(%s)"
-                    ).format(e=sql.Identifier(other.exp), kind=kind, doc=doc), (docs,))
+                    ).format(e=other.exp, kind=kind, doc=doc), (docs,))
                 for d, key, value in found:
                     self._unaccounted(d, Difference(
                         key, ",".join(cols), value, None,
@@ -487,31 +577,118 @@ class _Verifier:
     def _flush(self, t: _Table) -> None:
         if not t.buffer:
             return
-        copy_sql = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(sql.Identifier(t.exp))
-        with (self.phase("read source: copy into temp tables"), self.conn.cursor() as cur,
+        copy_sql = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(t.exp)
+        with (self.phase("read source: copy into the verifier's tables"), self.conn.cursor() as cur,
               cur.copy(copy_sql) as copy):
             copy.write(_COPY_SIGNATURE)
             for data in t.buffer:
                 copy.write(data)
             copy.write(_COPY_TRAILER)
+        t.copied += t.buffered
         t.buffer.clear()
         t.buffered = 0
 
 
     # ------------------------------------------------------------------ compare
 
-    def compare(self) -> None:
-        for name in self.m.tables_in_load_order():
-            t = self.tables[name]
-            if not t.present:
-                continue
-            with self.phase(f"compare {name}"):
-                self._null_orphans(t)
-                self._rows_from_before(t)
-                if t.pk:
-                    self._compare_keyed(t)
-                else:
-                    self._compare_multiset(t)
+    def compare_and_check(self) -> None:
+        """Each table's comparisons and integrity checks, on ``self.connections``
+        connections side by side, the largest tables' comparisons first. The checks are
+        reported in the order one connection gives them."""
+        present = [n for n in self.m.tables_in_load_order() if self.tables[n].present]
+        tasks: list[Callable[[], None]] = [
+            lambda t=self.tables[n]: self._compare(t) for n in present]
+        tasks += [lambda n=n: self._integrity(n) for n in present]
+        tasks.append(self._integrity_removals)
+        by_size = sorted(range(len(present)), key=lambda i: -self.tables[present[i]].copied)
+        with self.phase("compare and integrity"):
+            checks = self._side_by_side(tasks, by_size + list(range(len(present), len(tasks))))
+        for found in checks:
+            self.rep.checks.extend(found)
+
+    def _side_by_side(self, tasks: list[Callable[[], None]],
+                      order: list[int]) -> list[list[Check]]:
+        """Run ``tasks`` (their indexes taken in ``order``) on ``self.connections``
+        connections, one thread each; the checks each task adds, by task. An error in one
+        cancels the others' statements and is raised here, as is an interruption."""
+        checks: list[list[Check]] = [[] for _ in tasks]
+        if self.connections < 2:
+            for i in range(len(tasks)):
+                self._local.checks = checks[i]
+                try:
+                    tasks[i]()
+                finally:
+                    self._local.checks = None
+            return checks
+        from docshift.target.connect import connect
+
+        pending = list(reversed(order))
+        lock = threading.Lock()
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        conns: list[psycopg.Connection] = []
+
+        def work(conn: psycopg.Connection) -> None:
+            self._local.conn = conn
+            while not stop.is_set():
+                with lock:
+                    if not pending:
+                        return
+                    i = pending.pop()
+                self._local.checks = checks[i]
+                try:
+                    tasks[i]()
+                except BaseException as exc:  # noqa: BLE001 - raised by the main thread
+                    with lock:
+                        errors.append(exc)
+                    stop.set()
+                    return
+
+        threads: list[threading.Thread] = []
+        try:
+            for _ in range(self.connections):
+                conns.append(connect(self.dsn))
+                _session(conns[-1])
+            threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in conns]
+            for th in threads:
+                th.start()
+            while any(th.is_alive() for th in threads):
+                if stop.wait(_POLL_SECONDS):
+                    # one failed: the others' statements are not worth finishing
+                    for c in conns:
+                        c.cancel_safe()
+                    break
+            for th in threads:
+                th.join()
+        finally:
+            if any(th.is_alive() for th in threads):  # interrupted
+                stop.set()
+                for c in conns:
+                    c.cancel_safe()
+                for th in threads:
+                    th.join()
+            for c in conns:
+                c.close()
+        if errors:
+            raise errors[0]
+        return checks
+
+    def _compare(self, t: _Table) -> None:
+        with self.phase(f"compare {t.name}"):
+            self._null_orphans(t)
+            self._rows_from_before(t)
+            if t.pk:
+                self._compare_keyed(t)
+            else:
+                self._compare_multiset(t)
+
+    def _integrity(self, name: str) -> None:
+        with self.phase("integrity"):
+            self._integrity_of(name)
+
+    def _integrity_removals(self) -> None:
+        with self.phase("integrity"):
+            self._removals()
 
     def _null_orphans(self, t: _Table) -> None:
         """Expected references under ``on_orphan: null`` that name no target row are NULL;
@@ -532,7 +709,7 @@ class _Verifier:
             self.conn.execute(sql.SQL(
                 change + " WHERE {c} IS NOT NULL AND NOT EXISTS "
                 "(SELECT 1 FROM {p} p WHERE p.{pc} = e.{c})").format(
-                e=sql.Identifier(t.exp), c=sql.Identifier(c), p=self.target(ptable),
+                e=t.exp, c=sql.Identifier(c), p=self.target(ptable),
                 pc=sql.Identifier(pcol)))
 
     def _rows_from_before(self, t: _Table) -> None:
@@ -549,7 +726,7 @@ class _Verifier:
             self.conn.execute(sql.SQL(
                 "DELETE FROM {e} e WHERE e.{kind} <> 'q' AND EXISTS (SELECT 1 FROM {tg} t "
                 "WHERE {join} AND NOT {loaded})").format(
-                e=sql.Identifier(t.exp), kind=sql.Identifier(_KIND), tg=self.target(t.name),
+                e=t.exp, kind=sql.Identifier(_KIND), tg=self.target(t.name),
                 join=self._join(cols), loaded=self._loaded_filter(t, "t")))
 
     def _cols(self, alias: str, cols: Iterable[str]) -> sql.Composed:
@@ -595,20 +772,21 @@ class _Verifier:
         """Rows, content and aggregates of a table with a primary key: the expected rows are
         resolved to one per key (one join), then one scan of them and one of the target give
         every count; the failing rows are listed only when a count says there are some."""
-        e, tg, pk, cols = sql.Identifier(t.exp), self.target(t.name), t.pk, t.columns
+        e, tg, pk, cols = t.exp, self.target(t.name), t.pk, t.columns
         src, doc = sql.Identifier(_SRC), sql.Identifier(_DOC)
         same = sql.SQL("ROW({}) IS NOT DISTINCT FROM ROW({})").format(
             self._cols("e", cols), self._cols("t", cols))
         # one candidate per key: the one equal to the target row if any, else the first
         # document's; keys held only by withheld rows are not expected
         self.conn.execute(sql.SQL(
-            "CREATE TEMP TABLE {r} AS SELECT DISTINCT ON ({epk}) e.*, "
+            "{create} AS SELECT DISTINCT ON ({epk}) e.*, "
             "(t.{pk0} IS NOT NULL) AS _v_in_target FROM {e} e LEFT JOIN {tg} t ON {join} "
             "WHERE e.{kind} = 'n' OR (e.{kind} = 'o' AND t.{pk0} IS NOT NULL) "
             "ORDER BY {epk}, ({same}) DESC, e.{kind}, e.{doc}").format(
-            r=sql.Identifier(t.resolved), epk=self._cols("e", pk), pk0=sql.Identifier(pk[0]),
+            create=self._create(t.resolved), epk=self._cols("e", pk),
+            pk0=sql.Identifier(pk[0]),
             e=e, tg=tg, join=self._join(pk), kind=sql.Identifier(_KIND), same=same, doc=doc))
-        r = sql.Identifier(t.resolved)
+        r = t.resolved
         self.conn.execute(sql.SQL("ANALYZE {} ({})").format(
             r, sql.SQL(", ").join(map(sql.Identifier, pk))))
         loaded = self._loaded(t)
@@ -733,12 +911,12 @@ class _Verifier:
             k=keys, l=loaded, j=self._join(t.pk, "p", alias))
 
     def _compare_multiset(self, t: _Table) -> None:
-        e, tg = sql.Identifier(t.exp), self.target(t.name)
+        e, tg = t.exp, self.target(t.name)
         self.conn.execute(sql.SQL(
-            "CREATE TEMP TABLE {r} AS SELECT * FROM {e} WHERE {kind} = 'n'").format(
-            r=sql.Identifier(t.resolved), e=e, kind=sql.Identifier(_KIND)))
+            "{create} AS SELECT * FROM {e} WHERE {kind} = 'n'").format(
+            create=self._create(t.resolved), e=e, kind=sql.Identifier(_KIND)))
         cols = sql.SQL(", ").join(map(sql.Identifier, t.columns))
-        r = sql.Identifier(t.resolved)
+        r = t.resolved
         expected = self.one(sql.SQL("SELECT count(*) FROM {}").format(r))
         actual = self.one(sql.SQL("SELECT count(*) FROM {}").format(tg))
         missing = self.one(sql.SQL(
@@ -813,82 +991,78 @@ class _Verifier:
 
     # ------------------------------------------------------------------ integrity
 
-    def integrity(self) -> None:
+    def _integrity_of(self, name: str) -> None:
+        """The integrity checks of one table: orphans, duplicates, constraints, indexes."""
         from docshift.target.ddl import constraints
 
         existing = self.m.target.mode == "existing"
-        for name in self.m.tables_in_load_order():
-            t = self.tables[name]
-            if not t.present:
+        spec = self.m.tables[name]
+        tg = self.target(name)
+        for c in spec.columns:
+            col = spec.column(c)
+            if not col.references:
                 continue
-            spec = self.m.tables[name]
-            tg = self.target(name)
-            for c in spec.columns:
-                col = spec.column(c)
-                if not col.references:
+            ptable, pcol = resolve_reference(self.m, col.references)
+            policy = col.on_orphan or self.m.options.on_orphan
+            cond = sql.SQL("t.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p} p WHERE "
+                           "p.{pc} = t.{c})").format(c=sql.Identifier(c),
+                                                    p=self.target(ptable),
+                                                    pc=sql.Identifier(pcol))
+            n = self.one(sql.SQL("SELECT count(*) FROM {} t WHERE ").format(tg) + cond)
+            sample = self.rows(sql.SQL("SELECT t.{c}::text FROM {tg} t WHERE {cond} "
+                                       "LIMIT {cap}").format(
+                c=sql.Identifier(c), tg=tg, cond=cond, cap=sql.Literal(self.cap))
+            ) if n else []
+            status = PASS if not n else WARN if policy == "keep" else FAIL
+            self.add("integrity", f"orphans of {c} → {ptable}.{pcol}", name, status,
+                     expected=0, actual=n, message=f"{n} orphan reference(s)"
+                     + (" (kept by on_orphan: keep)" if n and policy == "keep" else ""),
+                     differences=[Difference(None, c, None, v, "references no row")
+                                  for (v,) in sample], differences_total=n)
+        for key in spec.unique_keys():
+            idents = sql.SQL(", ").join(map(sql.Identifier, key))
+            nn = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(k))
+                                       for k in key)
+            n = self.one(sql.SQL(
+                "SELECT count(*) FROM (SELECT 1 FROM {tg} WHERE {nn} GROUP BY {k} "
+                "HAVING count(*) > 1) x").format(k=idents, tg=tg, nn=nn))
+            dup = self.rows(sql.SQL(
+                "SELECT concat_ws(', ', {k}), count(*) FROM {tg} WHERE {nn} GROUP BY {k} "
+                "HAVING count(*) > 1 LIMIT {cap}").format(
+                k=idents, tg=tg, nn=nn, cap=sql.Literal(self.cap))) if n else []
+            self.add("integrity", f"duplicates of ({', '.join(key)})", name,
+                     FAIL if n else PASS, expected=0, actual=n,
+                     message=f"{n} duplicated key value(s)",
+                     differences=[Difference(None, ",".join(key), None, v,
+                                             f"held by {cnt} rows") for v, cnt in dup],
+                     differences_total=n)
+        have = {r[0]: (r[1], r[2]) for r in self.rows(
+            "SELECT conname, contype::text, convalidated FROM pg_constraint "
+            "WHERE conrelid = to_regclass(%s)", (f'"{self.schema_name}"."{name}"',))}
+        if not existing:
+            missing, invalid = [], []
+            for con in constraints(self.m, name):
+                if con.kind == "index":
                     continue
-                ptable, pcol = resolve_reference(self.m, col.references)
-                policy = col.on_orphan or self.m.options.on_orphan
-                cond = sql.SQL("t.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p} p WHERE "
-                               "p.{pc} = t.{c})").format(c=sql.Identifier(c),
-                                                        p=self.target(ptable),
-                                                        pc=sql.Identifier(pcol))
-                n = self.one(sql.SQL("SELECT count(*) FROM {} t WHERE ").format(tg) + cond)
-                sample = self.rows(sql.SQL("SELECT t.{c}::text FROM {tg} t WHERE {cond} "
-                                           "LIMIT {cap}").format(
-                    c=sql.Identifier(c), tg=tg, cond=cond, cap=sql.Literal(self.cap))
-                ) if n else []
-                status = PASS if not n else WARN if policy == "keep" else FAIL
-                self.add("integrity", f"orphans of {c} → {ptable}.{pcol}", name, status,
-                         expected=0, actual=n, message=f"{n} orphan reference(s)"
-                         + (" (kept by on_orphan: keep)" if n and policy == "keep" else ""),
-                         differences=[Difference(None, c, None, v, "references no row")
-                                      for (v,) in sample], differences_total=n)
-            for key in spec.unique_keys():
-                idents = sql.SQL(", ").join(map(sql.Identifier, key))
-                nn = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(k))
-                                           for k in key)
-                n = self.one(sql.SQL(
-                    "SELECT count(*) FROM (SELECT 1 FROM {tg} WHERE {nn} GROUP BY {k} "
-                    "HAVING count(*) > 1) x").format(k=idents, tg=tg, nn=nn))
-                dup = self.rows(sql.SQL(
-                    "SELECT concat_ws(', ', {k}), count(*) FROM {tg} WHERE {nn} GROUP BY {k} "
-                    "HAVING count(*) > 1 LIMIT {cap}").format(
-                    k=idents, tg=tg, nn=nn, cap=sql.Literal(self.cap))) if n else []
-                self.add("integrity", f"duplicates of ({', '.join(key)})", name,
-                         FAIL if n else PASS, expected=0, actual=n,
-                         message=f"{n} duplicated key value(s)",
-                         differences=[Difference(None, ",".join(key), None, v,
-                                                 f"held by {cnt} rows") for v, cnt in dup],
-                         differences_total=n)
-            have = {r[0]: (r[1], r[2]) for r in self.rows(
-                "SELECT conname, contype::text, convalidated FROM pg_constraint "
-                "WHERE conrelid = to_regclass(%s)", (f'"{self.schema_name}"."{name}"',))}
-            if not existing:
-                missing, invalid = [], []
-                for con in constraints(self.m, name):
-                    if con.kind == "index":
-                        continue
-                    if con.name not in have:
-                        missing.append(Difference(None, ",".join(con.columns), con.name, None,
-                                                  f"{con.kind.replace('_', ' ')} is missing"))
-                    elif not have[con.name][1] and con.on_orphan != "keep":
-                        invalid.append(Difference(None, ",".join(con.columns), con.name,
-                                                  "NOT VALID", "constraint is not validated"))
-                probs = missing + invalid
-                self.add("integrity", "constraints present and validated", name,
-                         FAIL if probs else PASS, differences=probs,
-                         differences_total=len(probs),
-                         message="all present and validated" if not probs else
-                         f"{len(missing)} missing, {len(invalid)} not validated")
-            else:
-                invalid = [Difference(None, None, n, "NOT VALID", "constraint is not validated")
-                           for n, (_, ok) in have.items() if not ok]
-                self.add("integrity", "constraints validated", name,
-                         WARN if invalid else PASS, differences=invalid,
-                         differences_total=len(invalid))
-            self._fk_indexed(name, spec, existing)
-        self._removals()
+                if con.name not in have:
+                    missing.append(Difference(None, ",".join(con.columns), con.name, None,
+                                              f"{con.kind.replace('_', ' ')} is missing"))
+                elif not have[con.name][1] and con.on_orphan != "keep":
+                    invalid.append(Difference(None, ",".join(con.columns), con.name,
+                                              "NOT VALID", "constraint is not validated"))
+            probs = missing + invalid
+            self.add("integrity", "constraints present and validated", name,
+                     FAIL if probs else PASS, differences=probs,
+                     differences_total=len(probs),
+                     message="all present and validated" if not probs else
+                     f"{len(missing)} missing, {len(invalid)} not validated")
+        else:
+            invalid = [Difference(None, None, n, "NOT VALID", "constraint is not validated")
+                       for n, (_, ok) in have.items() if not ok]
+            self.add("integrity", "constraints validated", name,
+                     WARN if invalid else PASS, differences=invalid,
+                     differences_total=len(invalid))
+        self._fk_indexed(name, spec, existing)
 
     def _removals(self) -> None:
         """What ``docshift.removals`` claims must hold in the target: a dropped duplicate's
