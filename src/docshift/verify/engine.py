@@ -481,13 +481,7 @@ class _Verifier:
         examples: dict[str, str] = {}
         sample: list[tuple[int, int]] = []
         for r in parts:
-            led.documents += r.documents
-            led.loaded += r.loaded
-            led.quarantined += r.quarantined
-            led.filtered += r.filtered
-            led.ignored += r.ignored
-            led.unmatched += r.unmatched
-            led.unaccounted += r.unaccounted
+            led.add(r)
             unaccounted += r.unaccounted_diffs
             unexpected += r.unexpected_diffs
             n_unexpected += r.unexpected

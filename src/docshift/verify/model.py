@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -41,11 +41,10 @@ class Check:
     differences_total: int = 0
 
 
-@dataclass
-class StreamLedger:
-    """Every document of one stream, accounted for exactly once."""
+@dataclass(kw_only=True)
+class DocumentCounts:
+    """How many source documents went each way (a stream's, or one part of it)."""
 
-    stream: str
     documents: int = 0
     loaded: int = 0
     quarantined: int = 0
@@ -53,6 +52,18 @@ class StreamLedger:
     ignored: int = 0
     unmatched: int = 0
     unaccounted: int = 0
+
+    def add(self, other: DocumentCounts) -> None:
+        """Add ``other``'s counts to these."""
+        for f in fields(DocumentCounts):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass
+class StreamLedger(DocumentCounts):
+    """Every document of one stream, accounted for exactly once."""
+
+    stream: str
 
     @property
     def balanced(self) -> bool:
@@ -121,6 +132,8 @@ class VerifyReport:
             "options": asdict(self.options),
             "seconds": round(self.seconds, 3),
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
-            "streams": [{**asdict(s), "balanced": s.balanced} for s in self.streams],
+            # the stream's name first, as the documented schema shows it
+            "streams": [{"stream": s.stream, **asdict(s), "balanced": s.balanced}
+                        for s in self.streams],
             "checks": [asdict(c) for c in self.checks],
         }

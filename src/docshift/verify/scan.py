@@ -21,7 +21,7 @@ from docshift.errors import DocshiftError
 from docshift.spec.model import Mapping
 from docshift.verify.expect import FILTERED, IGNORED, LOADED, REJECTED, UNMATCHED, StreamReader
 from docshift.verify.ledger import Quarantined
-from docshift.verify.model import Difference
+from docshift.verify.model import Difference, DocumentCounts
 
 NORMAL, OPTIONAL, QUARANTINED = "n", "o", "q"
 """Kinds of expected rows: must be in the target; may be (a row-level quarantine entry of an
@@ -69,17 +69,10 @@ class Entries:
 
 
 @dataclass
-class PartResult:
+class PartResult(DocumentCounts):
     """What one part found, merged per stream by the verifier."""
 
     index: int
-    documents: int = 0
-    loaded: int = 0
-    quarantined: int = 0
-    filtered: int = 0
-    ignored: int = 0
-    unmatched: int = 0
-    unaccounted: int = 0
     unaccounted_diffs: list[Difference] = field(default_factory=list)
     unexpected_diffs: list[Difference] = field(default_factory=list)
     unexpected: int = 0
