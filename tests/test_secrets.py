@@ -282,6 +282,7 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
             p.wait()
 
 
+@pytest.mark.slow  # a dozen real docshift processes; CI runs it with --slow
 def test_real_processes(tmp_path: Path, make_dsn: Callable[[], str],
                         processes: list[subprocess.Popen[str]]) -> None:
     target = make_dsn()

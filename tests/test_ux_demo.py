@@ -27,6 +27,7 @@ def session_server(server_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     return server_dsn
 
 
+@pytest.mark.slow  # the whole demo; CI runs it with --slow
 def test_demo_verbose_lists_finalization_and_logs_both_migrations(session_server: str,
                                                                   tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
