@@ -683,8 +683,14 @@ def _check_scale(factor: float, given: str, also: str = "") -> None:
     anything is written or started."""
     from rich.markup import escape
 
-    if math.isfinite(factor) and factor > 0:
+    from docshift.errors import UsageError
+    from docshift.generate.arguments import check_scale
+
+    try:
+        check_scale(factor)  # the generators' own rule
         return
+    except UsageError:
+        pass
     err.print(f"[red]error:[/] --scale takes a number greater than 0{' ' + also if also else ''}"
               f", not {escape(repr(given))}", highlight=False)
     err.print("hint: --scale 1 is the standard size; use e.g. --scale 0.1 for a smaller "
