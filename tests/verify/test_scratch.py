@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -133,15 +135,27 @@ def test_scratch_schema_dropped_when_interrupted_while_reading(
     seen: list[list[str]] = []
 
     def interrupted(*args: Any) -> Any:
-        *rest, sink = args
+        # the worker processes copy their rows into the scratch schema themselves: Ctrl+C
+        # comes once the first rows are there, most often as the others are still read
+        def watch() -> None:
+            deadline = time.monotonic() + 60
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                while time.monotonic() < deadline:
+                    schemas = [r[0] for r in conn.execute(SCRATCH).fetchall()]
+                    found = [conn.execute(sql.SQL("SELECT 1 FROM {} LIMIT 1").format(
+                        sql.Identifier(s, "exp_0"))).fetchone() for s in schemas]
+                    if any(found):
+                        seen.append(schemas)
+                        os.kill(os.getpid(), signal.SIGINT)
+                        return
+                    time.sleep(0.01)
 
-        def first(i: int, data: bytes) -> None:
-            if not seen:
-                seen.append(_scratch_schemas(dsn))
-                os.kill(os.getpid(), signal.SIGINT)  # Ctrl+C as the worker processes read
-            sink(i, data)
-
-        return scan_parallel(*rest, first)
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            return scan_parallel(*args)
+        finally:
+            watcher.join()  # a small source may be read before the rows are seen
 
     monkeypatch.setattr(engine.scan, "scan_parallel", interrupted)
     with pytest.raises(KeyboardInterrupt):

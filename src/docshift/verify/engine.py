@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,10 +42,6 @@ from docshift.verify.model import (
     VerifyOptions,
     VerifyReport,
 )
-
-FLUSH_BYTES = 8 << 20
-"""Expected rows' COPY data buffered per table before it is copied to the verifier's table
-(bounded memory)."""
 
 PARALLEL_MIN_DOCS = 50_000
 """From this many source documents on (and with more than one part to read), the source is
@@ -74,10 +70,6 @@ STATISTICS_TARGET = 10
 """``default_statistics_target`` for analyzing the verifier's tables: a small sample is
 enough to size their joins, and a tenth of the default's cost."""
 
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_COPY_TRAILER = b"\xff\xff"
-"""The header and trailer of PostgreSQL's binary COPY format, around the parts' rows."""
-
 _SRC, _DOC, _KIND = "_v_src", "_v_doc", "_v_kind"
 
 NUMERIC = {"smallint", "integer", "bigint", "numeric", "real", "double precision"}
@@ -93,8 +85,6 @@ class _Table:
     pk: list[str]
     exp: sql.Identifier
     resolved: sql.Identifier
-    buffer: list[bytes] = field(default_factory=list)
-    buffered: int = 0
     copied: int = 0
     """Bytes of expected rows copied: the size that orders the comparisons."""
     present: bool = True
@@ -378,24 +368,23 @@ class _Verifier:
         tables = [(t.name, scan.copy_types(t.columns, t.types)) for t in self.tables.values()]
         args = (self.opts.sample if not self.opts.full else 0, self.opts.seed, self.cap, tables)
         order = list(self.tables.values())
-
-        def sink(i: int, data: bytes) -> None:
-            t = order[i]
-            t.buffer.append(data)
-            t.buffered += len(data)
-            if t.buffered >= FLUSH_BYTES:
-                self._flush(t)
-
+        sink = scan.TableCopy(self.conn, [t.exp for t in order], timer=lambda: self.phase(
+            "read source: copy into the verifier's tables"))
         workers = self._workers(src, streams, work)
+        # the scratch schema's tables are seen by every connection: each process copies its
+        # own rows there; temporary tables only by this one, which copies them all
+        into = None
         if self.persistence == "UNLOGGED":
             self.connections = workers
+            into = [(self.scratch, f"exp_{i}") for i in range(len(order))]
         with self.phase("read source"):
             if workers > 1:
-                results = scan.scan_parallel(self.m, self.dsn, work, workers, args, sink)
+                results = scan.scan_parallel(self.m, self.dsn, work, workers, args, sink, into)
             else:
                 results = [scan.scan(self.m, self.dsn, p, e, *args, sink=sink) for p, e in work]
-            for t in self.tables.values():
-                self._flush(t)
+            sink.flush()
+        for i, t in enumerate(order):
+            t.copied = sink.copied[i] + sum(r.copied[i] for r in results if r.copied)
         with self.phase("analyze"):
             # the planner would misjudge the joins of tables never analyzed (temporary ones
             # never are automatically); the key columns, from a small sample, suffice
@@ -567,21 +556,6 @@ class _Verifier:
         if len(check.differences) < self.cap:
             check.differences.append(diff)
         check.differences_total += 1
-
-    def _flush(self, t: _Table) -> None:
-        if not t.buffer:
-            return
-        copy_sql = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(t.exp)
-        with (self.phase("read source: copy into the verifier's tables"), self.conn.cursor() as cur,
-              cur.copy(copy_sql) as copy):
-            copy.write(_COPY_SIGNATURE)
-            for data in t.buffer:
-                copy.write(data)
-            copy.write(_COPY_TRAILER)
-        t.copied += t.buffered
-        t.buffer.clear()
-        t.buffered = 0
-
 
     # ------------------------------------------------------------------ compare
 

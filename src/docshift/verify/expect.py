@@ -12,7 +12,7 @@ the id rules of ``transform/ids.py``) and the mapping's own semantics from ``spe
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,7 +177,10 @@ class _Reject(Exception):
 class StreamReader:
     """The verifier's reading of every document of one stream."""
 
-    def __init__(self, m: Mapping, stream: str) -> None:
+    def __init__(self, m: Mapping, stream: str, compiled: bool = True) -> None:
+        """``compiled``: read the common case through :mod:`docshift.verify.compiled`."""
+        from docshift.verify.compiled import compile_reader
+
         self.stream = stream
         self.kv = m.source.kind == "postgres_kv"
         opts = convert_options(m.options)
@@ -187,6 +190,7 @@ class StreamReader:
         self.report_unmapped: dict[str, bool] = {}
         self.extra: dict[str, bool] = {}
         self._consumed_memo: dict[Any, _Paths] = {}
+        self._unmapped_plans: dict[tuple[str, ...], Any] = {}
         for tname, table in m.tables.items():
             for feed in table.feeds or []:
                 own = m.source.table if self.kv else feed.from_
@@ -195,6 +199,7 @@ class StreamReader:
                     self.report_unmapped[tname] = (
                         (table.unmapped or m.options.unmapped) == "report")
                     self.extra[tname] = table.extra is not None
+        self.fast = compile_reader(self) if compiled else None
 
     @property
     def tables(self) -> list[str]:
@@ -236,6 +241,14 @@ class StreamReader:
 
     def read(self, sdoc: SourceDocument) -> Expected:
         """What ``sdoc`` should have given: its rows per table, or why it has none."""
+        if self.fast is not None:
+            rows = self.fast(sdoc.doc, sdoc.key)
+            if rows is not None:
+                return Expected(LOADED, rows)
+        return self.interpret(sdoc)
+
+    def interpret(self, sdoc: SourceDocument) -> Expected:
+        """:meth:`read`, by the mapping's interpreter alone (no compiled reading)."""
         doc = sdoc.doc
         if isinstance(doc, UnreadableDocument):
             return Expected(REJECTED, error_class="unreadable", message=doc.reason)
@@ -453,45 +466,52 @@ class StreamReader:
             raise _Reject(c.path, "too_long", f"text exceeds max_length {c.max_length}")
         return value
 
-    def unmapped(self, sdoc: SourceDocument, tables: list[str]) -> set[str]:
+    def unmapped(self, sdoc: SourceDocument, tables: Iterable[str]) -> set[str]:
         """Source paths of ``sdoc`` that no column of the tables it feeds reads."""
+        key = tuple(tables)
+        plan = self._unmapped_plans.get(key, _MISSING)
+        if plan is _MISSING:
+            plan = self._unmapped_plans[key] = self._unmapped_plan(list(key))
+        if plan is None:
+            return set()
+        top, unnested = plan
         doc = sdoc.doc
+        out: dict[str, Any] = {}
+        if top is not None and isinstance(doc, dict):
+            _walk(doc, "", top, out)
+        for unnest, pre, paths in unnested:
+            container = (doc if unnest == "$" else read_path(doc, unnest))
+            items = (container if isinstance(container, list) else
+                     list(container.values()) if isinstance(container, dict) else [])
+            for item in items:
+                if isinstance(item, dict):
+                    _walk(item, pre, paths, out, strip=pre)
+        return set(out)
+
+    def _unmapped_plan(self, tables: list[str]) -> tuple[
+            _Paths | None, list[tuple[str, str, _Paths]]] | None:
+        """What :meth:`unmapped` looks at for a document feeding ``tables``: the paths read
+        of the document (None when a catch-all keeps its fields, or it is read whole), and
+        per unnested container whose elements' fields are accounted for, its path, the
+        prefix of its elements' paths and the paths read of them. None: nothing to report."""
         feeds = [f for f in self.feeds if f.table in tables]
         if not any(self.report_unmapped.get(f.table) for f in feeds):
-            return set()
-        out: dict[str, Any] = {}
-        if isinstance(doc, dict) and not any(self.extra.get(f.table) and f.unnest is None
-                                             for f in feeds):
+            return None
+        top = None
+        if not any(self.extra.get(f.table) and f.unnest is None for f in feeds):
             consumed = self._consumed(feeds)
             if "" not in consumed.whole:
-                missing, partial = consumed.split(doc)
-                for k in missing:
-                    out[k] = doc[k]
-                for k in partial:
-                    v = doc[k]
-                    if isinstance(v, dict):
-                        _walk(v, f"{k}.", consumed, out)
+                top = consumed
+        unnested = []
         for f in feeds:
             if f.unnest is None or self.extra.get(f.table) or "$item" in {
                     c.path for c in f.columns}:
                 continue
-            container = (doc if f.unnest == "$" else
-                         read_path(doc, f.unnest) if not f.unnest.startswith("$") else None)
-            items = (container if isinstance(container, list) else
-                     list(container.values()) if isinstance(container, dict) else [])
+            if f.unnest.startswith("$") and f.unnest != "$":
+                continue
             pre = ("" if f.unnest == "$" else f.unnest) + "[]."
-            paths = self._items(f)
-            for item in items:
-                if isinstance(item, dict):
-                    # elements mostly share their fields: decided once per set of names
-                    missing, partial = paths.split(item)
-                    for k in missing:
-                        out[pre + k] = None
-                    for k in partial:
-                        v = item[k]
-                        if isinstance(v, dict):
-                            _walk(v, f"{pre}{k}.", paths, out, strip=pre)
-        return set(out)
+            unnested.append((f.unnest, pre, self._items(f)))
+        return top, unnested
 
     def _consumed(self, feeds: list[_Feed]) -> _Paths:
         """What the feeds read of a document, together."""
@@ -514,26 +534,12 @@ class _Paths:
     def __init__(self, paths: set[str]) -> None:
         self.whole = paths
         self.partial = {p[:i] for p in paths for i, ch in enumerate(p) if ch == "."}
-        self._split: dict[tuple[Any, ...], tuple[list[str], list[str]]] = {}
-
-    def split(self, doc: dict[str, Any]) -> tuple[list[str], list[str]]:
-        """The top-level fields of ``doc`` read not at all, and those read in part.
-
-        Documents of a stream mostly share their fields, so this is decided once per set of
-        field names.
-        """
-        sig = tuple(doc)
-        found = self._split.get(sig)
-        if found is None:
-            found = ([k for k in sig if k not in self.whole and k not in self.partial],
-                     [k for k in sig if k in self.partial])
-            if len(self._split) < SPLIT_MEMO:
-                self._split[sig] = found
-        return found
+        self.walks: dict[tuple[Any, ...], list[tuple[str, str, bool]]] = {}
+        """What :func:`_walk` decided per (prefix, strip, field names of an object)."""
 
 
-SPLIT_MEMO = 10_000
-"""How many distinct sets of top-level field names a stream's reader remembers."""
+WALK_MEMO = 10_000
+"""How many distinct sets of field names (with where they are) a reader remembers."""
 
 
 def _set_last(rows: list[tuple[Any, ...]], first: int, values: list[Any]) -> None:
@@ -543,15 +549,26 @@ def _set_last(rows: list[tuple[Any, ...]], first: int, values: list[Any]) -> Non
 
 def _walk(value: dict[str, Any], prefix: str, consumed: _Paths, out: dict[str, Any],
           strip: str = "") -> None:
-    """Collect into ``out`` the fields of ``value`` (by path) that ``consumed`` does not read."""
-    for k, v in value.items():
-        path = f"{prefix}{k}"
-        rel = path[len(strip):]
-        if rel in consumed.whole:
-            continue
-        if rel in consumed.partial:
-            # a field read in part: look inside it (a non-object there holds nothing else)
-            if isinstance(v, dict):
-                _walk(v, path + ".", consumed, out, strip)
-        else:
+    """Collect into ``out`` the fields of ``value`` (by path) that ``consumed`` does not read.
+
+    Objects at one place mostly share their field names, so what to do with each field is
+    decided once per set of names: left out (read whole), looked into (read in part; a
+    non-object there holds nothing else) or collected.
+    """
+    sig = (prefix, strip, *value)
+    plan = consumed.walks.get(sig)
+    if plan is None:
+        plan = []
+        for k in value:
+            path = f"{prefix}{k}"
+            rel = path[len(strip):]
+            if rel not in consumed.whole:
+                plan.append((k, path, rel in consumed.partial))
+        if len(consumed.walks) < WALK_MEMO:
+            consumed.walks[sig] = plan
+    for k, path, inside in plan:
+        v = value[k]
+        if not inside:
             out[path] = v
+        elif isinstance(v, dict):
+            _walk(v, path + ".", consumed, out, strip)

@@ -2,8 +2,10 @@
 it) read with the verifier's own reader, giving the part's ledger and its expected rows as
 binary COPY data.
 
-Parts are independent, so they run side by side in worker processes; only the COPY data
-goes back to the verifier's session, which copies it into its temporary tables.
+Parts are independent, so they run side by side in worker processes. Each worker copies
+its expected rows into the verifier's tables itself, on a connection of its own, when those
+tables are in the scratch schema; when they are temporary tables of the verifier's session,
+the COPY data goes back to that session, which copies it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import queue
 import traceback
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +35,14 @@ ORDINAL_BITS = 40
 
 CHUNK_BYTES = 1 << 20
 """COPY data a part gathers per table before handing it on."""
+
+FLUSH_BYTES = 8 << 20
+"""COPY data gathered per table before it is copied into the verifier's table of it (bounded
+memory, and few COPY statements)."""
+
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+COPY_TRAILER = b"\xff\xff"
+"""The header and trailer of PostgreSQL's binary COPY format, around the parts' rows."""
 
 _MASK = (1 << 64) - 1
 
@@ -82,10 +93,50 @@ class PartResult(DocumentCounts):
     """(priority, document number) of the part's ``sample`` lowest-priority loaded documents."""
     used: list[int] = field(default_factory=list)
     partly_quarantined: list[int] = field(default_factory=list)
+    copied: list[int] = field(default_factory=list)
+    """Bytes of expected rows this part's process copied, per table (when it copies)."""
 
 
 Sink = Callable[[int, bytes], None]
 """Takes a table's (by index) COPY data: rows in PostgreSQL's binary COPY row format."""
+
+
+class TableCopy:
+    """A :data:`Sink` that copies each table's rows into the verifier's table of it, on
+    ``conn``, :data:`FLUSH_BYTES` at a time."""
+
+    def __init__(self, conn: Any, targets: list[Any],
+                 timer: Callable[[], Any] | None = None) -> None:
+        from psycopg import sql
+
+        self.conn = conn
+        self.statements = [sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(t)
+                           for t in targets]
+        self.timer = timer
+        self.buffers: list[list[bytes]] = [[] for _ in targets]
+        self.buffered = [0] * len(targets)
+        self.copied = [0] * len(targets)
+
+    def __call__(self, i: int, data: bytes) -> None:
+        self.buffers[i].append(data)
+        self.buffered[i] += len(data)
+        if self.buffered[i] >= FLUSH_BYTES:
+            self.flush(i)
+
+    def flush(self, i: int | None = None) -> None:
+        """Copy what is gathered for table ``i`` (every table by default)."""
+        for j in range(len(self.buffers)) if i is None else (i,):
+            if not self.buffers[j]:
+                continue
+            with ((self.timer or nullcontext)(), self.conn.cursor() as cur,
+                  cur.copy(self.statements[j]) as copy):
+                copy.write(COPY_SIGNATURE)
+                for data in self.buffers[j]:
+                    copy.write(data)
+                copy.write(COPY_TRAILER)
+            self.copied[j] += self.buffered[j]
+            self.buffers[j].clear()
+            self.buffered[j] = 0
 
 
 class _Encoder:
@@ -185,7 +236,7 @@ def scan(m: Mapping, dsn: str, part: Part, entries: Entries, sample: int, seed: 
                         heapq.heappush(heap, (p, doc_no))
                     elif p > heap[0][0]:
                         heapq.heapreplace(heap, (p, doc_no))
-                for path in reader.unmapped(sdoc, list(exp.rows)):
+                for path in reader.unmapped(sdoc, exp.rows):
                     res.unmapped[path] += 1
                     res.examples.setdefault(path, sdoc.key)
             elif exp.outcome == FILTERED:
@@ -213,37 +264,61 @@ QUEUE_CHUNKS = 32
 _WAIT_SECONDS = 1.0
 
 
-def _worker(m: Mapping, dsn: str, args: tuple[Any, ...], tasks: Any, out: Any) -> None:
-    while True:
-        task = tasks.get()
-        if task is None:
-            return
-        part, entries = task
-        try:
-            res = scan(m, dsn, part, entries, *args,
-                       sink=lambda i, data: out.put(("rows", i, data)))
-        except DocshiftError as exc:
-            # sent as text: an exception with keyword arguments does not survive pickling
-            out.put(("error", part.index, (str(exc), getattr(exc, "hint", None))))
-            return
-        except BaseException:  # noqa: BLE001 - reported to the verifier, which raises it
-            out.put(("error", part.index, (f"verifying {part.stream} failed in a worker "
-                                           f"process:\n{traceback.format_exc()}", None)))
-            return
-        out.put(("done", part.index, res))
+def _worker(m: Mapping, dsn: str, args: tuple[Any, ...], into: list[tuple[str, str]] | None,
+            tasks: Any, out: Any) -> None:
+    copier = None
+    try:
+        if into is not None:
+            from psycopg import sql
+
+            from docshift.target.connect import connect
+
+            try:
+                copier = TableCopy(connect(dsn), [sql.Identifier(*name) for name in into])
+            except DocshiftError as exc:
+                out.put(("error", -1, (str(exc), getattr(exc, "hint", None))))
+                return
+        while True:
+            task = tasks.get()
+            if task is None:
+                return
+            part, entries = task
+            try:
+                if copier is None:
+                    res = scan(m, dsn, part, entries, *args,
+                               sink=lambda i, data: out.put(("rows", i, data)))
+                else:
+                    res = scan(m, dsn, part, entries, *args, sink=copier)
+                    copier.flush()
+                    res.copied, copier.copied = copier.copied, [0] * len(into or ())
+            except DocshiftError as exc:
+                # sent as text: an exception with keyword arguments does not survive pickling
+                out.put(("error", part.index, (str(exc), getattr(exc, "hint", None))))
+                return
+            except BaseException:  # noqa: BLE001 - reported to the verifier, which raises it
+                out.put(("error", part.index, (f"verifying {part.stream} failed in a worker "
+                                               f"process:\n{traceback.format_exc()}", None)))
+                return
+            out.put(("done", part.index, res))
+    finally:
+        if copier is not None:
+            copier.conn.close()
 
 
 def scan_parallel(m: Mapping, dsn: str, work: list[tuple[Part, Entries]], workers: int,
-                  args: tuple[Any, ...], sink: Sink) -> list[PartResult]:
-    """:func:`scan` every part in ``workers`` processes; COPY data reaches ``sink`` here, in
-    this process, in whatever order the parts produce it."""
+                  args: tuple[Any, ...], sink: Sink,
+                  into: list[tuple[str, str]] | None = None) -> list[PartResult]:
+    """:func:`scan` every part in ``workers`` processes. With ``into`` (the verifier's
+    tables, as schema and name, in the order of ``args``' tables) each process copies its
+    rows there itself and each result says how much (``copied``); else COPY data reaches
+    ``sink`` here, in this process, in whatever order the parts produce it."""
     ctx = multiprocessing.get_context("spawn")
     tasks = ctx.Queue()
     out = ctx.Queue(QUEUE_CHUNKS)
     # largest first would need sizes; source order keeps neighbouring units apart enough
     for w in work:
         tasks.put(w)
-    procs = [ctx.Process(target=_worker, args=(m, dsn, args, tasks, out), daemon=True)
+    procs = [ctx.Process(target=_worker, args=(m, dsn, args, into, tasks, out), daemon=True)
              for _ in range(workers)]
     for _ in procs:
         tasks.put(None)

@@ -1,0 +1,173 @@
+"""The verifier's reading of a document, compiled for the common case.
+
+:class:`~docshift.verify.expect.StreamReader` interprets the mapping for every document.
+That is the reference, and it is slow: most of its time goes to deciding, value by value,
+what the mapping already decided once. This module turns the same reader's own columns
+(``_Feed`` and ``_Column`` of ``expect.py``; nothing of ``transform/``'s row builders) into
+one Python function per stream that reads a document along the happy path only:
+
+- the document is an object (or an array a feed unnests whole), and no feed of its stream
+  has a catch-all column;
+- every value is present, or absent where the column allows it (a default or NULL);
+- every conversion succeeds and every unnested container is an array (or absent).
+
+Whatever else happens (an exception, a required value missing, a container that is an
+object or of the wrong type, a document no feed takes) makes the function return None,
+and the interpreter reads the document instead: only it decides a rejection, a filter, an
+ignored or an unmatched key. ``tests/verify/test_compiled.py`` runs both over the generated
+datasets, bad and edge-case documents included, and requires identical readings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from docshift.verify.expect import StreamReader, _Column, _Feed
+
+Fast = Callable[[Any, str], "dict[str, list[tuple[Any, ...]]] | None"]
+"""(document, key) → rows per table, or None: let the interpreter read this one."""
+
+
+def compile_reader(reader: StreamReader) -> Fast | None:
+    """The compiled reading of ``reader``'s stream; None where it cannot be compiled (a feed
+    with a catch-all column, an unnested path that is not a field path)."""
+    feeds = reader.feeds
+    if not feeds or any(f.extra for f in feeds):
+        return None
+    if any(f.unnest not in (None, "$") and not _plain_path(f.unnest) for f in feeds):
+        return None
+    env: dict[str, Any] = {"_read_fields": _read_fields(), "_VALUE": type(reader)._value,
+                           "_MISSING": _missing(), "_NO_CAPTURES": {}}
+    lines = ["def fast(d, key):",
+             "    if type(d) is not dict and type(d) is not list:",
+             "        return None",
+             "    rows = {}",
+             "    took = False",
+             "    try:"]
+    for n, feed in enumerate(feeds):
+        lines += ["        " + x for x in _feed_lines(reader, n, feed, env)]
+    lines += ["    except Exception:", "        return None",
+              "    return rows if took else None"]
+    code = "\n".join(lines) + "\n"
+    exec(compile(code, f"<verify reader {reader.stream}>", "exec"), env)  # noqa: S102
+    fast: Fast = env["fast"]
+    fast.__doc__ = code  # what was generated, for whoever debugs it
+    return fast
+
+
+def _plain_path(path: str) -> bool:
+    return not path.startswith("$") and not any(s.isdigit() for s in path.split("."))
+
+
+def _feed_lines(reader: StreamReader, n: int, feed: _Feed, env: dict[str, Any]) -> list[str]:
+    """Statements that add ``feed``'s rows of ``d`` to ``rows`` (or return None)."""
+    out: list[str] = ["cap = _NO_CAPTURES"]
+    ind = ""
+    if feed.patterns is not None:
+        env[f"_P{n}"] = feed.patterns
+        out += ["found = None",
+                f"for p in _P{n}:",
+                "    found = p.match(key)",
+                "    if found:",
+                "        break",
+                "if found:",
+                "    cap = found.groupdict()"]
+        ind = "    "
+    if feed.where:
+        def where(d: Any, cap: dict[str, str], feed: _Feed = feed) -> bool:
+            return all(reader._where_value(feed, d, cap, k) in allowed
+                       for k, allowed in feed.where)
+
+        env[f"_W{n}"] = where
+        out.append(ind + f"if _W{n}(d, cap):")
+        ind += "    "
+    table = f"_T{n}"
+    env[table] = feed.table
+    body = ["took = True", f"out = rows.setdefault({table}, [])"]
+    names = []
+    if feed.unnest is None:
+        for k, c in enumerate(feed.columns):
+            v = f"v{n}_{k}"
+            body += _value_lines(n, k, c, v, "_MISSING", "0", env)
+            names.append(v)
+        body.append(f"out.append(({', '.join(names)},))")
+    else:
+        env[f"_U{n}"] = feed.unnest.split(".")
+        body += ["box = d" if feed.unnest == "$" else f"box = _read_fields(d, _U{n})",
+                 "if box is not None:",
+                 "    if type(box) is not list:",
+                 "        return None",
+                 "    if box:"]
+        inner: list[str] = []
+        for k, c in enumerate(feed.columns):
+            v = f"v{n}_{k}"
+            if c.per_document:
+                inner += _value_lines(n, k, c, v, "_MISSING", "0", env)
+            names.append(v)
+        element: list[str] = []
+        for k, c in enumerate(feed.columns):
+            if not c.per_document:
+                element += _value_lines(n, k, c, f"v{n}_{k}", "item", "i", env)
+        element.append(f"out.append(({', '.join(names)},))")
+        inner += ["for i, item in enumerate(box):"] + ["    " + x for x in element]
+        body += ["        " + x for x in inner]
+    return out + [ind + x for x in body]
+
+
+def _value_lines(n: int, k: int, c: _Column, v: str, item: str, index: str,
+                 env: dict[str, Any]) -> list[str]:
+    """Statements that set ``v`` to column ``c``'s value, as the interpreter gives it."""
+    raw = _raw(n, k, c, item, index, env)
+    if not c.plain:
+        env[f"_K{n}_{k}"] = c
+        return [f"{v} = _VALUE(_K{n}_{k}, {raw})"]
+    env[f"_C{n}_{k}"] = c.convert
+    if c.default is not None:
+        env[f"_D{n}_{k}"] = c.default
+        absent = f"{v} = _D{n}_{k}"
+    elif c.nullable:
+        absent = f"{v} = None"
+    else:
+        absent = "return None"
+    return [f"r = {raw}", "if r is None:", f"    {absent}", "else:",
+            f"    {v} = _C{n}_{k}(r)"]
+
+
+def _raw(n: int, k: int, c: _Column, item: str, index: str, env: dict[str, Any]) -> str:
+    """An expression for the source value column ``c`` reads."""
+    path = c.path
+    if path == "$index":
+        return index
+    rest = path[2:] if path.startswith("$.") else path
+    if not rest.startswith("$") and _plain_path(rest):
+        segs = rest.split(".")
+        if len(segs) == 1:
+            return f"d.get({segs[0]!r})"
+        env[f"_S{n}_{k}"] = segs
+        return f"_read_fields(d, _S{n}_{k})"
+    if item == "item" and path == "$item":
+        return "item"
+    if item == "item" and path.startswith("$item.") and _plain_path(path[6:]):
+        segs = path[6:].split(".")
+        env[f"_S{n}_{k}"] = segs
+        if len(segs) == 1:
+            return (f"(item.get({segs[0]!r}) if type(item) is dict "
+                    f"else _read_fields(item, _S{n}_{k}))")
+        return f"_read_fields(item, _S{n}_{k})"
+    # anything else through the column's own getter
+    env[f"_G{n}_{k}"] = c.get
+    return f"_G{n}_{k}(d, key, cap, {item}, {index}, None)"
+
+
+def _read_fields() -> Any:
+    from docshift.verify.expect import _read_fields as read
+
+    return read
+
+
+def _missing() -> Any:
+    from docshift.verify.expect import _MISSING
+
+    return _MISSING
