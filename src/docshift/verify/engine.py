@@ -737,63 +737,27 @@ class _Verifier:
             loaded, self._join(t.pk, "p", alias))
 
     def _compare_keyed(self, t: _Table) -> None:
-        """Rows, content and aggregates of a table with a primary key: the expected rows are
-        resolved to one per key (one join), then one scan of them and one of the target give
-        every count; the failing rows are listed only when a count says there are some."""
-        e, tg, pk, cols = t.exp, self.target(t.name), t.pk, t.columns
+        """Rows, content and aggregates of a table with a primary key: on a clean table one
+        full join of the target with the expected rows gives every count
+        (:meth:`_clean_keyed`); else the expected rows are resolved to one per key (one
+        join), then one scan of them and one of the target give every count
+        (:meth:`_resolved_keyed`), and the failing rows are listed only when a count says
+        there are some."""
+        e, tg, pk = t.exp, self.target(t.name), t.pk
         src, doc = sql.Identifier(_SRC), sql.Identifier(_DOC)
-        same = sql.SQL("ROW({}) IS NOT DISTINCT FROM ROW({})").format(
-            self._cols("e", cols), self._cols("t", cols))
-        # one candidate per key: the one equal to the target row if any, else the first
-        # document's; keys held only by withheld rows are not expected
-        self.conn.execute(sql.SQL(
-            "{create} AS SELECT DISTINCT ON ({epk}) e.*, "
-            "(t.{pk0} IS NOT NULL) AS _v_in_target FROM {e} e LEFT JOIN {tg} t ON {join} "
-            "WHERE e.{kind} = 'n' OR (e.{kind} = 'o' AND t.{pk0} IS NOT NULL) "
-            "ORDER BY {epk}, ({same}) DESC, e.{kind}, e.{doc}").format(
-            create=self._create(t.resolved), epk=self._cols("e", pk),
-            pk0=sql.Identifier(pk[0]),
-            e=e, tg=tg, join=self._join(pk), kind=sql.Identifier(_KIND), same=same, doc=doc))
-        r = t.resolved
-        self.conn.execute(sql.SQL("ANALYZE {} ({})").format(
-            r, sql.SQL(", ").join(map(sql.Identifier, pk))))
         loaded = self._loaded(t)
         aggs = self._aggregate_exprs(t)
-        # the expected side: one scan of the resolved rows
-        lead = [sql.SQL("count(*)"), sql.SQL("count(*) FILTER (WHERE NOT e._v_in_target)")]
-        if loaded is not None:
-            lead.append(sql.SQL("count(*) FILTER (WHERE e._v_in_target AND p.{} IS NULL)")
-                        .format(sql.Identifier(pk[0])))
-        eaggs = [x.format(a=sql.Identifier("e"), c=sql.Identifier(c)) for _, c, x in aggs]
-        got = self.conn.execute(sql.SQL("SELECT {} FROM {} e{}").format(
-            sql.SQL(", ").join(lead + eaggs), r, self._loaded_join(t, "e"))).fetchone()
-        assert got is not None
-        expected, n_missing = got[0], got[1]
-        n_not_loaded = got[2] if loaded is not None else 0
-        want = got[len(lead):]
-        # the target side: one scan of the target joined to the resolved rows, for the rows
-        # no document gives, the content of the others and the aggregates
         where, params = self._sample_filter(t, "e")
-        matched = sql.SQL("e.{} IS NOT NULL").format(doc)
+        clean = self._clean_keyed(t, aggs, where, params)
+        r = t.resolved
+        if clean is not None:
+            (expected, n_missing, n_not_loaded, want, actual, n_extra, n_before, compared,
+             per_col, have) = clean
+        else:
+            (expected, n_missing, n_not_loaded, want, actual, n_extra, n_before, compared,
+             per_col, have) = self._resolved_keyed(t, aggs, where, params)
         is_loaded = (sql.SQL("true") if loaded is None else
                      sql.SQL("p.{} IS NOT NULL").format(sql.Identifier(pk[0])))
-        tlead = [sql.SQL("count(*)"),
-                 sql.SQL("count(*) FILTER (WHERE NOT {} AND {})").format(matched, is_loaded),
-                 sql.SQL("count(*) FILTER (WHERE NOT {} AND NOT {})").format(matched, is_loaded),
-                 sql.SQL("count(*) FILTER (WHERE {} AND {})").format(matched, where)]
-        tlead += [sql.SQL("count(*) FILTER (WHERE {m} AND {w} AND e.{c} IS DISTINCT FROM t.{c})")
-                  .format(m=matched, w=where, c=sql.Identifier(c)) for c in cols]
-        taggs = [x.format(a=sql.Identifier("t"), c=sql.Identifier(c)) if loaded is None else
-                 sql.SQL("{} FILTER (WHERE {})").format(
-                     x.format(a=sql.Identifier("t"), c=sql.Identifier(c)), is_loaded)
-                 for _, c, x in aggs]
-        got = self.conn.execute(sql.SQL("SELECT {} FROM {} t LEFT JOIN {} e ON {}{}").format(
-            sql.SQL(", ").join(tlead + taggs), tg, r, self._join(pk),
-            self._loaded_join(t, "t")), params).fetchone()
-        assert got is not None
-        actual, n_extra, n_before, compared = got[0], got[1], got[2], got[3]
-        per_col = dict(zip(cols, got[4:4 + len(cols)], strict=True))
-        have = got[4 + len(cols):]
         missing: list[tuple[Any, ...]] = []
         if n_missing:
             missing = self.rows(sql.SQL(
@@ -867,6 +831,110 @@ class _Verifier:
                  message=f"{compared} row(s) compared, {total} differing value(s)",
                  differences=cdiffs[:self.cap], differences_total=total)
         self._aggregate_checks(t, aggs, want, have)
+
+    def _clean_keyed(self, t: _Table, aggs: list[tuple[str, str, sql.SQL]],
+                     where: sql.Composable, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The counts of :meth:`_compare_keyed` from one hash full join of the target with
+        the expected rows, when that suffices: every count of a difference is 0. None when
+        a count is not, or when the expected rows need resolving to one per key first (a
+        key under ``keep_first``, rows of partly quarantined documents, existing mode with
+        the run's record): then :meth:`_resolved_keyed` counts, and names the rows.
+
+        Under ``reject`` every key the expected rows hold is held once after
+        :meth:`_unquarantined_duplicates`; that each expected row met at most one target
+        row is checked too (its count in the join equals its count alone).
+        """
+        spec = self.m.tables[t.name]
+        if (self._loaded(t) is not None or self.partly_quarantined
+                or spec.duplicate_policy(t.pk) != "reject"):
+            return None
+        e, tg, pk, cols = t.exp, self.target(t.name), t.pk, t.columns
+        doc, kind = sql.Identifier(_DOC), sql.Identifier(_KIND)
+        pk0 = sql.Identifier(pk[0])
+        matched = sql.SQL("e.{} IS NOT NULL AND t.{} IS NOT NULL").format(doc, pk0)
+        exprs = [sql.SQL("(SELECT count(*) FROM {} WHERE {} = 'n')").format(e, kind),
+                 sql.SQL("count(e.{})").format(doc),
+                 sql.SQL("count(*) FILTER (WHERE t.{} IS NULL)").format(pk0),
+                 sql.SQL("count(t.{})").format(pk0),
+                 sql.SQL("count(*) FILTER (WHERE e.{} IS NULL)").format(doc),
+                 sql.SQL("count(*) FILTER (WHERE {} AND {})").format(matched, where)]
+        exprs += [sql.SQL("count(*) FILTER (WHERE {m} AND {w} AND e.{c} IS DISTINCT FROM t.{c})")
+                  .format(m=matched, w=where, c=sql.Identifier(c)) for c in cols]
+        exprs += [x.format(a=sql.Identifier("e"), c=sql.Identifier(c)) for _, c, x in aggs]
+        exprs += [x.format(a=sql.Identifier("t"), c=sql.Identifier(c)) for _, c, x in aggs]
+        got = self.conn.execute(sql.SQL(
+            "SELECT {} FROM {tg} t FULL JOIN (SELECT * FROM {e} WHERE {kind} = 'n') e ON {j}"
+        ).format(sql.SQL(", ").join(exprs), tg=tg, e=e, kind=kind, j=self._join(pk)),
+            params).fetchone()
+        assert got is not None
+        alone, expected, n_missing, actual, n_extra, compared = got[:6]
+        per_col = dict(zip(cols, got[6:6 + len(cols)], strict=True))
+        rest = got[6 + len(cols):]
+        if alone != expected or n_missing or n_extra or any(per_col.values()):
+            return None
+        want, have = rest[:len(aggs)], rest[len(aggs):]
+        return expected, 0, 0, want, actual, 0, 0, compared, per_col, have
+
+    def _resolved_keyed(self, t: _Table, aggs: list[tuple[str, str, sql.SQL]],
+                        where: sql.Composable, params: dict[str, Any]) -> tuple[Any, ...]:
+        """The counts of :meth:`_compare_keyed` after resolving the expected rows to one per
+        key into ``t.resolved``, which the listing of failing rows then reads."""
+        e, tg, pk, cols = t.exp, self.target(t.name), t.pk, t.columns
+        doc = sql.Identifier(_DOC)
+        loaded = self._loaded(t)
+        same = sql.SQL("ROW({}) IS NOT DISTINCT FROM ROW({})").format(
+            self._cols("e", cols), self._cols("t", cols))
+        # one candidate per key: the one equal to the target row if any, else the first
+        # document's; keys held only by withheld rows are not expected
+        self.conn.execute(sql.SQL(
+            "{create} AS SELECT DISTINCT ON ({epk}) e.*, "
+            "(t.{pk0} IS NOT NULL) AS _v_in_target FROM {e} e LEFT JOIN {tg} t ON {join} "
+            "WHERE e.{kind} = 'n' OR (e.{kind} = 'o' AND t.{pk0} IS NOT NULL) "
+            "ORDER BY {epk}, ({same}) DESC, e.{kind}, e.{doc}").format(
+            create=self._create(t.resolved), epk=self._cols("e", pk),
+            pk0=sql.Identifier(pk[0]),
+            e=e, tg=tg, join=self._join(pk), kind=sql.Identifier(_KIND), same=same, doc=doc))
+        r = t.resolved
+        self.conn.execute(sql.SQL("ANALYZE {} ({})").format(
+            r, sql.SQL(", ").join(map(sql.Identifier, pk))))
+        # the expected side: one scan of the resolved rows
+        lead = [sql.SQL("count(*)"), sql.SQL("count(*) FILTER (WHERE NOT e._v_in_target)")]
+        if loaded is not None:
+            lead.append(sql.SQL("count(*) FILTER (WHERE e._v_in_target AND p.{} IS NULL)")
+                        .format(sql.Identifier(pk[0])))
+        eaggs = [x.format(a=sql.Identifier("e"), c=sql.Identifier(c)) for _, c, x in aggs]
+        got = self.conn.execute(sql.SQL("SELECT {} FROM {} e{}").format(
+            sql.SQL(", ").join(lead + eaggs), r, self._loaded_join(t, "e"))).fetchone()
+        assert got is not None
+        expected, n_missing = got[0], got[1]
+        n_not_loaded = got[2] if loaded is not None else 0
+        want = got[len(lead):]
+        # the target side: one scan of the target joined to the resolved rows, for the rows
+        # no document gives, the content of the others and the aggregates
+        matched = sql.SQL("e.{} IS NOT NULL").format(doc)
+        is_loaded = (sql.SQL("true") if loaded is None else
+                     sql.SQL("p.{} IS NOT NULL").format(sql.Identifier(pk[0])))
+        tlead = [sql.SQL("count(*)"),
+                 sql.SQL("count(*) FILTER (WHERE NOT {} AND {})").format(matched, is_loaded),
+                 sql.SQL("count(*) FILTER (WHERE NOT {} AND NOT {})").format(matched, is_loaded),
+                 sql.SQL("count(*) FILTER (WHERE {} AND {})").format(matched, where)]
+        tlead += [sql.SQL("count(*) FILTER (WHERE {m} AND {w} AND e.{c} IS DISTINCT FROM t.{c})")
+                  .format(m=matched, w=where, c=sql.Identifier(c)) for c in cols]
+        taggs = [x.format(a=sql.Identifier("t"), c=sql.Identifier(c)) if loaded is None else
+                 sql.SQL("{} FILTER (WHERE {})").format(
+                     x.format(a=sql.Identifier("t"), c=sql.Identifier(c)), is_loaded)
+                 for _, c, x in aggs]
+        got = self.conn.execute(sql.SQL("SELECT {} FROM {} t LEFT JOIN {} e ON {}{}").format(
+            sql.SQL(", ").join(tlead + taggs), tg, r, self._join(pk),
+            self._loaded_join(t, "t")), params).fetchone()
+        assert got is not None
+        actual, n_extra, n_before, compared = got[0], got[1], got[2], got[3]
+        per_col = dict(zip(cols, got[4:4 + len(cols)], strict=True))
+        have = got[4 + len(cols):]
+        if loaded is None:
+            n_before = 0
+        return (expected, n_missing, n_not_loaded, want, actual, n_extra, n_before, compared,
+                per_col, have)
 
     def _loaded_join(self, t: _Table, alias: str) -> sql.Composable:
         """Existing mode: a join giving ``p``, the run's record of the row ``alias`` (NULL
