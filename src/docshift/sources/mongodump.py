@@ -15,6 +15,7 @@ that offset. Without such a start the region runs to the end of the file.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import gzip
 import re
@@ -109,6 +110,7 @@ class MongodumpStream:
         self.compressed = path.name.endswith(".gz")
         self._count: int | None = None
         self._range_counts: dict[tuple[str | None, str | None], int] = {}
+        self._framing: _Framing | None = None
         self._metadata: dict[str, Any] | None = None
         self._metadata_loaded = False
 
@@ -149,33 +151,35 @@ class MongodumpStream:
 
     def _hop(self, until: int | None) -> tuple[int, int] | None:
         """(documents, offset reached) hopping over length headers up to ``until``: the
-        offset is the first document end at or after it. None if the framing is damaged."""
-        try:
-            size = self.path.stat().st_size
-            f = open(self.path, "rb", buffering=64 * 1024)  # noqa: SIM115
-        except OSError as exc:
-            raise SourceError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
-        with f:
-            end = size if until is None else min(until, size)
-            count = 0
-            pos = 0
-            head = f.read(4)
-            while pos < end:
-                if len(head) < 4:
-                    return None
-                (length,) = _INT32.unpack(head)
-                if length < 5 or length > MAX_DOCUMENT_BYTES or pos + length > size:
-                    return None
-                # Seeking inside the read buffer costs no system call. Read the document's
-                # last byte (which must be 0, as reading checks) and the next header at once.
-                f.seek(pos + length - 1)
-                tail = f.read(5)
-                if tail[:1] != b"\0":
-                    return None
-                head = tail[1:]
-                pos += length
-                count += 1
-        return count, pos
+        offset is the first document end at or after it. None if the framing is damaged
+        before it.
+
+        The file's framing is read once per stream (:meth:`_frame`); a hop starts at the
+        last mark before ``until`` and walks at most :data:`MARK_EVERY` documents.
+        """
+        framing = self._frame()
+        size = framing.size
+        end = size if until is None else min(until, size)
+        if end > framing.sound:
+            return None
+        i = bisect.bisect_right(framing.offsets, end) - 1
+        pos, count = framing.offsets[i], framing.counts[i]
+        if pos == end:
+            return count, pos
+        return _walk_framing(self.path, size, pos, count, end, None)
+
+    def _frame(self) -> _Framing:
+        """The framing of the (uncompressed) file, read once: marks every
+        :data:`MARK_EVERY` documents, and how far the length headers are sound."""
+        if self._framing is None:
+            try:
+                size = self.path.stat().st_size
+            except OSError as exc:
+                raise SourceError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
+            framing = _Framing(size, [0], [0], size)
+            _walk_framing(self.path, size, 0, 0, size, framing)  # sets framing.sound
+            self._framing = framing
+        return self._framing
 
     def split(self, parts: int) -> list[str]:
         """Positions cutting the file into ``parts`` ranges of about equal size.
@@ -186,35 +190,27 @@ class MongodumpStream:
         """
         if self.compressed or parts < 2:
             return []
-        size = self.path.stat().st_size
-        targets = [size * k // parts for k in range(1, parts)]
+        framing = self._frame()
+        size = framing.size
+        if framing.sound < size:
+            return []  # damaged: one unit, which yields the damaged regions
         bounds: list[str] = []
-        counts: list[int] = []
-        n = 0
-        with open(self.path, "rb", buffering=64 * 1024) as f:
-            pos = 0
-            head = f.read(4)
-            while pos < size:
-                (length,) = _INT32.unpack(head) if len(head) == 4 else (0,)
-                if length < 5 or length > MAX_DOCUMENT_BYTES or pos + length > size:
-                    return []  # damaged: one unit, which yields the damaged regions
-                f.seek(pos + length - 1)
-                tail = f.read(5)
-                if tail[:1] != b"\0":
-                    return []
-                head = tail[1:]
-                pos += length
-                n += 1
-                if targets and pos >= targets[0] and pos < size:
-                    bounds.append(str(pos))
-                    counts.append(n)
-                    n = 0
-                    while targets and targets[0] <= pos:
-                        targets.pop(0)
-        counts.append(n)
-        # remember the range sizes: count_between would otherwise hop through the file again
+        before = [0]
+        for k in range(1, parts):
+            hop = self._hop(size * k // parts)
+            assert hop is not None  # the framing is sound to the end
+            count, pos = hop
+            if pos < size and (not bounds or pos > int(bounds[-1])):
+                bounds.append(str(pos))
+                before.append(count)
+        total = self._hop(None)
+        assert total is not None
+        before.append(total[0])
+        # remember the range sizes: count_between would otherwise hop again
         edges = [None, *bounds, None]
-        self._range_counts.update(zip(zip(edges, edges[1:], strict=False), counts, strict=True))
+        self._range_counts.update(zip(zip(edges, edges[1:], strict=False),
+                                      (b - a for a, b in zip(before, before[1:], strict=False)),
+                                      strict=True))
         return bounds
 
     def past(self, position: str, end: str) -> bool:
@@ -562,6 +558,76 @@ def _resync(buf: bytes, pos: int) -> int:
         if _plausible(buf, q):
             return q
     return limit
+
+
+MARK_EVERY = 4096
+"""Documents between two marks of a file's framing: a count or a cut at any offset walks at
+most this many length headers from the mark before it."""
+
+
+class _Framing:
+    """Where a ``.bson`` file's documents end, sampled: ``offsets[i]`` is the end of the
+    ``counts[i]``-th document (from ``(0, 0)`` on, every :data:`MARK_EVERY` documents), and the
+    length headers are sound up to offset ``sound`` (``size`` when the file is sound)."""
+
+    def __init__(self, size: int, offsets: list[int], counts: list[int], sound: int) -> None:
+        self.size, self.offsets, self.counts, self.sound = size, offsets, counts, sound
+
+
+def _walk_framing(path: Path, size: int, pos: int, count: int, until: int,
+                  marks: _Framing | None) -> tuple[int, int] | None:
+    """Hop over the length headers of ``path`` from offset ``pos`` (after ``count``
+    documents) to the first document end at or after ``until``: (documents, that end).
+    None if a header is not sound (a length out of range, a document past the end of the
+    file or not ending in 0). With ``marks``, every :data:`MARK_EVERY`-th end is added to
+    it, and where the damage starts is its ``sound``.
+
+    The file is read in large chunks and the headers are read out of them: no system call
+    per document.
+    """
+    unpack = _INT32.unpack_from
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115
+    except OSError as exc:
+        raise SourceError(f"cannot open {path}: {exc.strerror or exc}") from exc
+    with f:
+        f.seek(pos)
+        buf = b""
+        base = pos  # buf holds the bytes from offset base on
+        sound = True
+        while pos < until:
+            rel = pos - base
+            if rel + 4 > len(buf):
+                f.seek(pos)
+                buf, base, rel = f.read(CHUNK_BYTES), pos, 0
+                if len(buf) < 4:
+                    sound = False
+                    break
+            (length,) = unpack(buf, rel)
+            if length < 5 or length > MAX_DOCUMENT_BYTES or pos + length > size:
+                sound = False
+                break
+            last = rel + length - 1
+            if last < len(buf):
+                if buf[last]:
+                    sound = False
+                    break
+            else:
+                f.seek(pos + length - 1)
+                if f.read(1) != b"\0":
+                    sound = False
+                    break
+                buf = b""  # the next header is read afresh
+            pos += length
+            count += 1
+            if marks is not None and not count % MARK_EVERY:
+                marks.offsets.append(pos)
+                marks.counts.append(count)
+    if not sound:
+        if marks is not None:
+            marks.sound = pos  # the documents before it are sound
+        return None
+    return count, pos
 
 
 def _count_by_reading(f: IO[bytes], until: int | None) -> int | None:

@@ -506,42 +506,55 @@ class _Verifier:
         every key.
         """
         kind, doc, src = (sql.Identifier(x) for x in (_KIND, _DOC, _SRC))
-        for name in self.m.tables_in_load_order():
+        keys = [(name, cols) for name in self.m.tables_in_load_order()
+                for cols in self.m.tables[name].unique_keys()
+                if self.m.tables[name].duplicate_policy(cols) == "reject"
+                and all(c in self.tables[name].columns for c in cols)]
+
+        def condition(cols: list[str]) -> tuple[sql.Composable, sql.Composable]:
+            return (sql.SQL(", ").join(map(sql.Identifier, cols)),
+                    sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c))
+                                          for c in cols))
+
+        # mostly there are none: a hashed count per key says so without sorting, the keys
+        # side by side (withholding a document only removes expected rows, so a key found
+        # free of duplicates here stays so)
+        probed: dict[int, bool] = {}
+
+        def probe(i: int, name: str, cols: list[str]) -> None:
+            by, nn = condition(cols)
+            probed[i] = bool(self.one(sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM {e} WHERE {kind} = 'n' AND {nn} "
+                "GROUP BY {keys} HAVING count(*) > 1)").format(
+                e=self.tables[name].exp, kind=kind, nn=nn, keys=by)))
+
+        self._side_by_side([lambda i=i, n=n, c=c: probe(i, n, c)
+                            for i, (n, c) in enumerate(keys)], list(range(len(keys))))
+        for i, (name, cols) in enumerate(keys):
+            if not probed[i]:
+                continue
             t = self.tables[name]
-            spec = self.m.tables[name]
-            for cols in spec.unique_keys():
-                if spec.duplicate_policy(cols) != "reject" or any(
-                        c not in t.columns for c in cols):
-                    continue
-                keys = sql.SQL(", ").join(map(sql.Identifier, cols))
-                nn = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c))
-                                           for c in cols)
-                # mostly there are none: a hashed count says so without sorting
-                if not self.one(sql.SQL(
-                        "SELECT EXISTS (SELECT 1 FROM {e} WHERE {kind} = 'n' AND {nn} "
-                        "GROUP BY {keys} HAVING count(*) > 1)").format(
-                        e=t.exp, kind=kind, nn=nn, keys=keys)):
-                    continue
-                found = self.rows(sql.SQL(
-                    "SELECT {doc}, min({src}), min(v) FROM (SELECT {doc}, {src}, {val} AS v, "
-                    "row_number() OVER (PARTITION BY {keys} ORDER BY {doc}) AS rn FROM {e} e "
-                    "WHERE {kind} = 'n' AND {nn}) r WHERE rn > 1 GROUP BY {doc} "
-                    "ORDER BY {doc}").format(
-                    doc=doc, src=src, val=self._key_text("e", cols), keys=keys,
-                    e=t.exp, kind=kind, nn=nn))
-                if not found:
-                    continue
-                docs = [d for d, _, _ in found]
-                for other in self.tables.values():
-                    self.conn.execute(sql.SQL(
-                        "UPDATE {e} SET {kind} = 'q' WHERE {kind} = 'n' AND {doc} = ANY(%s)"
-                    ).format(e=other.exp, kind=kind, doc=doc), (docs,))
-                for d, key, value in found:
-                    self._unaccounted(d, Difference(
-                        key, ",".join(cols), value, None,
-                        f"repeats ({', '.join(cols)}) = {value} of table {name} held by an "
-                        "earlier row, so the run quarantines it (on_duplicate: reject), but it "
-                        "is not in the quarantine"))
+            by, nn = condition(cols)
+            found = self.rows(sql.SQL(
+                "SELECT {doc}, min({src}), min(v) FROM (SELECT {doc}, {src}, {val} AS v, "
+                "row_number() OVER (PARTITION BY {keys} ORDER BY {doc}) AS rn FROM {e} e "
+                "WHERE {kind} = 'n' AND {nn}) r WHERE rn > 1 GROUP BY {doc} "
+                "ORDER BY {doc}").format(
+                doc=doc, src=src, val=self._key_text("e", cols), keys=by,
+                e=t.exp, kind=kind, nn=nn))
+            if not found:
+                continue
+            docs = [d for d, _, _ in found]
+            for other in self.tables.values():
+                self.conn.execute(sql.SQL(
+                    "UPDATE {e} SET {kind} = 'q' WHERE {kind} = 'n' AND {doc} = ANY(%s)"
+                ).format(e=other.exp, kind=kind, doc=doc), (docs,))
+            for d, key, value in found:
+                self._unaccounted(d, Difference(
+                    key, ",".join(cols), value, None,
+                    f"repeats ({', '.join(cols)}) = {value} of table {name} held by an "
+                    "earlier row, so the run quarantines it (on_duplicate: reject), but it "
+                    "is not in the quarantine"))
 
     def _unaccounted(self, doc_no: int, diff: Difference) -> None:
         """Count a document the read took as loaded as unaccounted after all."""
