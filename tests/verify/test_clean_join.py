@@ -62,3 +62,24 @@ def test_a_faulty_table_falls_back_and_reports_the_same(
     assert any(c.layer == "content" and c.table == table[0] and c.status == "fail"
                for c in fast.checks)
     assert _stable(fast) == _stable(slow)
+
+
+def test_duplicates_are_counted_where_no_valid_unique_index_enforces_them(
+        dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = migrated_crm(dsn, tmp_path, monkeypatch)
+    rep = run_verify(m, dsn, sample=20)
+    dups = [c for c in rep.checks if c.name.startswith("duplicates of")]
+    assert dups and all("enforced by the valid unique index" in c.message for c in dups)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        (table, index) = conn.execute(
+            "SELECT t.relname, i.relname FROM pg_index x JOIN pg_class i ON i.oid = "
+            "x.indexrelid JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON "
+            "n.oid = t.relnamespace WHERE n.nspname = 'public' AND x.indisprimary "
+            "ORDER BY 1 LIMIT 1").fetchone()
+        conn.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{index}" CASCADE')
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(f'INSERT INTO "{table}" SELECT * FROM "{table}" LIMIT 1')
+    rep = run_verify(m, dsn, sample=20)
+    (check,) = [c for c in rep.checks if c.table == table and c.name.startswith("duplicates")
+                and "enforced" not in c.message]
+    assert check.status == "fail" and check.actual == 1
