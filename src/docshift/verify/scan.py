@@ -189,16 +189,20 @@ def scan(m: Mapping, dsn: str, part: Part, entries: Entries, sample: int, seed: 
         stream = src.stream(part.stream)
         past = getattr(stream, "past", None)
         base = part.prefix << ORDINAL_BITS
+        by_docs = entries.by_doc if part.numbered else None
+        by_keys = entries.by_key
         for ordinal, sdoc in enumerate(stream.read(after=part.start)):
             if part.end is not None and past is not None and past(sdoc.position, part.end):
                 break
             res.documents += 1
             doc_no = base | ordinal
             exp = reader.read(sdoc)
-            qs = [iq for iq in entries.by_doc.get(doc_no, [])
-                  if part.stream in iq[1].streams and iq[1].source_key == sdoc.key
-                  ] if part.numbered else []
-            qs += entries.by_key.get(sdoc.key, [])
+            # most documents meet no quarantine entry: two failed lookups tell
+            by_doc = by_docs.get(doc_no) if by_docs else None
+            qs = [iq for iq in by_doc if part.stream in iq[1].streams
+                  and iq[1].source_key == sdoc.key] if by_doc else []
+            if by_keys:
+                qs += by_keys.get(sdoc.key, ())
             if qs:
                 res.used += [i for i, _ in qs]
                 whole = [q for _, q in qs if q.whole_document]
