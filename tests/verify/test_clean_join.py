@@ -83,3 +83,74 @@ def test_duplicates_are_counted_where_no_valid_unique_index_enforces_them(
     (check,) = [c for c in rep.checks if c.table == table and c.name.startswith("duplicates")
                 and "enforced" not in c.message]
     assert check.status == "fail" and check.actual == 1
+
+
+PK_ONLY = """\
+source: {{kind: json, path: {path}}}
+target: {{mode: create, schema: public}}
+tables:
+  things:
+    from: things
+    primary_key: id
+    columns:
+      id: {{type: uuid, from: _id}}
+      email: text
+  thing_tags:
+    from: things
+    unnest: tags
+    primary_key: [thing_id, position]
+    columns:
+      thing_id: {{type: uuid, from: _id, references: things}}
+      position: {{type: integer, from: $index}}
+      tag: {{type: text, from: $item}}
+"""
+
+
+def _pk_only(tmp: Path, dsn: str) -> Any:
+    import json
+
+    from docshift.run.migrate import RunOptions, migrate
+    from docshift.spec import load_mapping
+
+    src = tmp / "src"
+    src.mkdir()
+    ids = [f"65f0000000000000000000{i:02x}" for i in range(40)]
+    docs = [{"_id": {"$oid": ids[i]}, "email": f"{i}@x", "tags": ["a", "b"][: i % 3]}
+            for i in range(40)]
+    docs.append({"_id": {"$oid": ids[7]}, "email": "again@x", "tags": ["z"]})  # a duplicate
+    (src / "things.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp / "docshift.yaml").write_text(PK_ONLY.format(path=src))
+    migrate(load_mapping(tmp / "docshift.yaml"), dsn, RunOptions())
+    return load_mapping(tmp / "docshift.yaml"), ids[7]
+
+
+def _undeferred(monkeypatch: pytest.MonkeyPatch) -> None:
+    probe = engine._Verifier._unquarantined_duplicates
+    monkeypatch.setattr(engine._Verifier, "_unquarantined_duplicates",
+                        lambda self, defer=True: probe(self, defer=False))
+
+
+def test_primary_keys_proved_by_the_full_joins_are_not_probed(
+        dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    m, _ = _pk_only(tmp_path, dsn)
+    deferred = run_verify(m, dsn, full=True)
+    assert deferred.ok, [c for c in deferred.checks if c.status == "fail"]
+    with monkeypatch.context() as mp:
+        _undeferred(mp)
+        probed = run_verify(m, dsn, full=True)
+    assert _stable(deferred) == _stable(probed)
+
+
+def test_an_unquarantined_duplicate_is_found_when_the_keys_were_not_probed(
+        dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    m, dup = _pk_only(tmp_path, dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("DELETE FROM docshift.rejects").rowcount == 1
+    rep = run_verify(m, dsn, full=True)
+    assert not rep.ok
+    (stream,) = [c for c in rep.checks if c.name == "every document accounted for"]
+    assert stream.status == "fail" and [d.key for d in stream.differences] == [dup]
+    with monkeypatch.context() as mp:
+        _undeferred(mp)
+        probed = run_verify(m, dsn, full=True)
+    assert _stable(rep) == _stable(probed)

@@ -235,6 +235,11 @@ class _Verifier:
         # documents with only row-level quarantine entries: counted as quarantined, yet some
         # of their rows are expected
         self.partly_quarantined: set[int] = set()
+        self.deferred: list[str] = []
+        """Tables whose primary key (the only ``reject`` keys) was not probed for duplicates
+        before the comparisons: each clean full join proves it (:meth:`_clean_keyed`)."""
+        self.certified: set[str] = set()
+        """Tables whose full join proved their expected keys held once."""
         # the stream (by number) of each document-number prefix
         self.prefix_stream: dict[int, int] = {}
 
@@ -496,7 +501,7 @@ class _Verifier:
                  WARN if cover else PASS, expected=0, actual=len(cover),
                  differences=cover[:self.cap], differences_total=len(cover))
 
-    def _unquarantined_duplicates(self) -> None:
+    def _unquarantined_duplicates(self, defer: bool = True) -> None:
         """A document whose row repeats a key of an earlier document (or of another row of
         its own) under ``on_duplicate: reject`` must have been quarantined by the run.
 
@@ -510,6 +515,13 @@ class _Verifier:
                 for cols in self.m.tables[name].unique_keys()
                 if self.m.tables[name].duplicate_policy(cols) == "reject"
                 and all(c in self.tables[name].columns for c in cols)]
+        if defer and keys and not self.partly_quarantined and all(
+                list(cols) == self.tables[name].pk and self._loaded(self.tables[name]) is None
+                for name, cols in keys):
+            # only primary keys: the comparisons' full joins prove them free of duplicates
+            # (compare_and_check probes them after all when one does not)
+            self.deferred = [name for name, _ in keys]
+            return
 
         def condition(cols: list[str]) -> tuple[sql.Composable, sql.Composable]:
             return (sql.SQL(", ").join(map(sql.Identifier, cols)),
@@ -584,6 +596,16 @@ class _Verifier:
         by_size = sorted(range(len(present)), key=lambda i: -self.tables[present[i]].copied)
         with self.phase("compare and integrity"):
             checks = self._side_by_side(tasks, by_size + list(range(len(present), len(tasks))))
+        if self.deferred and not self.certified.issuperset(self.deferred):
+            # a primary key the full joins did not prove: probe every key as the run takes
+            # them, withholding what it finds, and compare again from the start
+            self.deferred = []
+            for t in self.tables.values():
+                self.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(t.resolved))
+            with self.phase("duplicates of reject keys"):
+                self._unquarantined_duplicates(defer=False)
+            self.compare_and_check()
+            return
         for found in checks:
             self.rep.checks.extend(found)
 
@@ -866,6 +888,7 @@ class _Verifier:
         pk0 = sql.Identifier(pk[0])
         matched = sql.SQL("e.{} IS NOT NULL AND t.{} IS NOT NULL").format(doc, pk0)
         exprs = [sql.SQL("(SELECT count(*) FROM {} WHERE {} = 'n')").format(e, kind),
+                 sql.SQL("(SELECT count(*) FROM {})").format(tg),
                  sql.SQL("count(e.{})").format(doc),
                  sql.SQL("count(*) FILTER (WHERE t.{} IS NULL)").format(pk0),
                  sql.SQL("count(t.{})").format(pk0),
@@ -880,11 +903,16 @@ class _Verifier:
         ).format(sql.SQL(", ").join(exprs), tg=tg, e=e, kind=kind, j=self._join(pk)),
             params).fetchone()
         assert got is not None
-        alone, expected, n_missing, actual, n_extra, compared = got[:6]
-        per_col = dict(zip(cols, got[6:6 + len(cols)], strict=True))
-        rest = got[6 + len(cols):]
-        if alone != expected or n_missing or n_extra or any(per_col.values()):
+        alone, rows, expected, n_missing, actual, n_extra, compared = got[:7]
+        per_col = dict(zip(cols, got[7:7 + len(cols)], strict=True))
+        rest = got[7 + len(cols):]
+        if (alone != expected or rows != actual or n_missing or n_extra
+                or any(per_col.values())):
             return None
+        # every expected row met one target row and every target row one expected row: as
+        # the target's key is unique (a valid primary key), so are the expected rows' keys
+        if spec.primary_key and self._unique_indexes_cover(t.name, pk):
+            self.certified.add(t.name)
         want, have = rest[:len(aggs)], rest[len(aggs):]
         return expected, 0, 0, want, actual, 0, 0, compared, per_col, have
 
@@ -1039,6 +1067,10 @@ class _Verifier:
                  message="all agree" if not aggs else f"{len(aggs)} aggregate(s) differ")
 
     # ------------------------------------------------------------------ integrity
+
+    def _unique_indexes_cover(self, name: str, key: list[str]) -> bool:
+        """Whether a valid unique index of target table ``name`` enforces ``key``."""
+        return any(cols <= set(key) for _, cols in self._unique_indexes(name))
 
     def _unique_indexes(self, name: str) -> list[tuple[str, set[str]]]:
         """The valid unique indexes of target table ``name`` on plain columns, without a
