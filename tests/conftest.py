@@ -92,3 +92,17 @@ def conn(dsn: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the test's own database."""
     with psycopg.connect(dsn, autocommit=True) as c:
         yield c
+
+
+@pytest.fixture(autouse=True)
+def _sigint_left_as_found() -> Iterator[None]:
+    """A test must leave Ctrl+C as it found it: a handler left behind would swallow the
+    interruption the next test sends (and hide it from a user of the library)."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)  # type: ignore[arg-type]
+        pytest.fail(f"the test left SIGINT handled by {after!r}")

@@ -43,6 +43,7 @@ def test_clean_tables_settled_by_the_full_join_report_the_same(
     assert _stable(fast) == _stable(slow)
 
 
+@pytest.mark.slow
 def test_a_faulty_table_falls_back_and_reports_the_same(
         dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     m = migrated_crm(dsn, tmp_path, monkeypatch)
@@ -64,6 +65,7 @@ def test_a_faulty_table_falls_back_and_reports_the_same(
     assert _stable(fast) == _stable(slow)
 
 
+@pytest.mark.slow
 def test_duplicates_are_counted_where_no_valid_unique_index_enforces_them(
         dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     m = migrated_crm(dsn, tmp_path, monkeypatch)

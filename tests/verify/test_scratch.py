@@ -85,8 +85,17 @@ def test_scratch_schema_dropped_when_a_comparison_fails(
     assert _scratch_schemas(dsn) == []
 
 
+@pytest.fixture
+def ctrl_c() -> Any:
+    """Ctrl+C raises KeyboardInterrupt here, also where the tests were started with it
+    ignored (a shell's background job)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_scratch_schema_dropped_when_interrupted(
-        dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ctrl_c: None) -> None:
     m = _migrated(tmp_path, dsn)
     # Ctrl+C while the comparisons run in their threads: the main thread is interrupted
     _watch_compare(monkeypatch, dsn, first=lambda: os.kill(os.getpid(), signal.SIGINT))
@@ -129,7 +138,7 @@ def test_without_create_privilege_temporary_tables_serve(
 
 
 def test_scratch_schema_dropped_when_interrupted_while_reading(
-        dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ctrl_c: None) -> None:
     m = _migrated(tmp_path, dsn)
     scan_parallel = engine.scan.scan_parallel
     seen: list[list[str]] = []

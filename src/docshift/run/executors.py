@@ -412,10 +412,10 @@ def _client_bound(distributed: Any, client_pid: int) -> Any:
 
 def _bind_to_client(client_pid: int) -> None:
     """In a LocalCluster worker process (and again in each restarted one)."""
-    from docshift.run.worker import _exit_with_parent
+    from docshift.run.worker import exit_with_parent
 
     # outside the main thread (ValueError) Ctrl+C is not ours to handle
     with contextlib.suppress(ValueError):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.getppid() == client_pid:
-        _exit_with_parent(client_pid)
+        exit_with_parent(client_pid)

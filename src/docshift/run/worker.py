@@ -190,7 +190,7 @@ PARENT_CHECK_SECONDS = 0.5
 """How often a worker checks that the process that started it is still there."""
 
 
-def _exit_with_parent(parent_pid: int) -> None:
+def exit_with_parent(parent_pid: int) -> None:
     """End this worker the moment its parent dies, so it never loads on without it.
 
     On Linux the kernel sends SIGKILL when the parent goes (PR_SET_PDEATHSIG); elsewhere,
@@ -225,7 +225,7 @@ def worker_main(m: Mapping, dsn: str, batch_size: int, tasks: Any, reports: Any,
 
     It lives here rather than in ``run.migrate`` so that a worker imports only the load
     path (spawned processes import the module of their target)."""
-    _exit_with_parent(parent_pid)
+    exit_with_parent(parent_pid)
     # Ctrl+C reaches every process of the group; the parent decides, and tells us via stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import multiprocessing
+import os
 import queue
 import traceback
 from collections import Counter
@@ -269,7 +270,11 @@ _WAIT_SECONDS = 1.0
 
 
 def _worker(m: Mapping, dsn: str, args: tuple[Any, ...], into: list[tuple[str, str]] | None,
-            tasks: Any, out: Any) -> None:
+            tasks: Any, out: Any, parent_pid: int) -> None:
+    from docshift.run.worker import exit_with_parent
+
+    # killed outright, the verifier takes its workers along: none reads on without it
+    exit_with_parent(parent_pid)
     copier = None
     try:
         if into is not None:
@@ -322,7 +327,8 @@ def scan_parallel(m: Mapping, dsn: str, work: list[tuple[Part, Entries]], worker
     # largest first would need sizes; source order keeps neighbouring units apart enough
     for w in work:
         tasks.put(w)
-    procs = [ctx.Process(target=_worker, args=(m, dsn, args, into, tasks, out), daemon=True)
+    procs = [ctx.Process(target=_worker, args=(m, dsn, args, into, tasks, out, os.getpid()),
+                         daemon=True)
              for _ in range(workers)]
     for _ in procs:
         tasks.put(None)
