@@ -124,3 +124,12 @@ def _bytes_read() -> int:
         pytest.skip("needs /proc/self/io")
     fields = dict(line.split(": ") for line in io.read_text().splitlines())
     return int(fields["rchar"])
+
+
+def test_a_file_smaller_than_its_parts_is_not_cut_at_its_start(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / "c.bson").write_bytes(bson.encode({}))  # 5 bytes, cut into 8
+    stream = MongodumpSource(db).stream("c")
+    assert stream.split(8) == []
+    assert stream.count_between(None, None) == 1

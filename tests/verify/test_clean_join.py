@@ -156,3 +156,52 @@ def test_an_unquarantined_duplicate_is_found_when_the_keys_were_not_probed(
         _undeferred(mp)
         probed = run_verify(m, dsn, full=True)
     assert _stable(rep) == _stable(probed)
+
+
+ORPHAN_DROP = """\
+source: {{kind: json, path: {src}}}
+target: {{mode: create, schema: public}}
+tables:
+  parents:
+    from: parents
+    primary_key: id
+    columns:
+      id: {{type: integer, from: _id}}
+  children:
+    from: children
+    primary_key: id
+    columns:
+      id: {{type: integer, from: _id}}
+      parent_id: {{type: integer, from: p, references: parents, on_orphan: drop}}
+      n: integer
+"""
+
+
+def test_a_duplicate_key_behind_a_dropped_orphan_is_still_found(dsn: str,
+                                                                tmp_path: Path) -> None:
+    # the run resolves keys before orphans: of two documents with id 10, the later one is
+    # quarantined even though the first one's row is then dropped as an orphan
+    import json
+
+    from docshift.run.migrate import RunOptions, migrate
+    from docshift.spec import load_mapping
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "parents.jsonl").write_text(json.dumps({"_id": 1}) + "\n")
+    (src / "children.jsonl").write_text(json.dumps({"_id": 10, "p": 99, "n": 1}) + "\n"
+                                        + json.dumps({"_id": 10, "p": 1, "n": 2}) + "\n")
+    (tmp_path / "m.yaml").write_text(ORPHAN_DROP.format(src=src))
+    migrate(load_mapping(tmp_path / "m.yaml"), dsn, RunOptions())
+    m = load_mapping(tmp_path / "m.yaml")
+    assert run_verify(m, dsn, full=True).ok
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # the later duplicate loaded, and not in the quarantine
+        conn.execute("INSERT INTO children VALUES (10, 1, 2)")
+        assert conn.execute("DELETE FROM docshift.rejects WHERE error_class = "
+                            "'duplicate_key'").rowcount == 1
+    rep = run_verify(m, dsn, full=True)
+    assert not rep.ok
+    (stream,) = [c for c in rep.checks if c.table == "stream children"
+                 and c.name == "every document accounted for"]
+    assert stream.status == "fail"

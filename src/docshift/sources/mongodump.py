@@ -200,7 +200,7 @@ class MongodumpStream:
             hop = self._hop(size * k // parts)
             assert hop is not None  # the framing is sound to the end
             count, pos = hop
-            if pos < size and (not bounds or pos > int(bounds[-1])):
+            if 0 < pos < size and (not bounds or pos > int(bounds[-1])):
                 bounds.append(str(pos))
                 before.append(count)
         total = self._hop(None)

@@ -287,6 +287,10 @@ def _worker(m: Mapping, dsn: str, args: tuple[Any, ...], into: list[tuple[str, s
             except DocshiftError as exc:
                 out.put(("error", -1, (str(exc), getattr(exc, "hint", None))))
                 return
+            except BaseException:  # noqa: BLE001 - reported to the verifier, which raises it
+                out.put(("error", -1, ("a verification worker process could not connect:\n"
+                                       f"{traceback.format_exc()}", None)))
+                return
         while True:
             task = tasks.get()
             if task is None:
