@@ -183,6 +183,7 @@ def test_parse_dsn_refuses_malformed_without_the_password(pw: str) -> None:
 
 # --- every command, in process -------------------------------------------------------------
 
+@pytest.mark.slow  # every command, every way of giving a DSN; CI runs it with --slow
 def test_target_dsn_by_every_way_through_every_command(runner: CliRunner,
                                                        tmp_path: Path) -> None:
     """Every password in every form reaches the commands; the four ways a target DSN
@@ -231,6 +232,7 @@ def test_malformed_dsn_is_one_error_line_with_a_hint_exit_1(runner: CliRunner,
                                     "its password holds '@' or '/'")
 
 
+@pytest.mark.slow  # every command over two sources; CI runs it with --slow
 def test_source_dsn_and_mongodb_uri(runner: CliRunner, tmp_path: Path,
                                     make_dsn: Callable[[], str]) -> None:
     """A key-value source DSN (in the mapping or by ``${VAR}``) and a MongoDB URI, read by

@@ -121,6 +121,7 @@ def test_sigkill_at_random_points_then_resume_gives_identical_tables(
     assert snapshot(dsn) == ref
 
 
+@pytest.mark.slow  # a real interrupted run and its resume; CI runs it with --slow
 def test_ctrl_c_stops_at_batch_boundary_exits_130_and_resumes(
         tmp_path: Path, dump: Path, make_dsn: Callable[[], str]) -> None:
     ref = reference(tmp_path, dump, make_dsn())
@@ -142,6 +143,7 @@ def test_ctrl_c_stops_at_batch_boundary_exits_130_and_resumes(
     assert snapshot(dsn) == ref
 
 
+@pytest.mark.slow  # a real dropped connection and its resume; CI runs it with --slow
 def test_dropped_connection_fails_cleanly_and_resumes(
         tmp_path: Path, dump: Path, make_dsn: Callable[[], str]) -> None:
     ref = reference(tmp_path, dump, make_dsn())

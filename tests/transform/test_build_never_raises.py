@@ -102,7 +102,7 @@ def test_string_id_that_is_not_valid_text_converts_over_its_bytes(raw, data) -> 
     digest = bytearray(hashlib.sha1(NAMESPACE.bytes + data).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80
-    assert row[0] == uuid.UUID(bytes=bytes(digest))
+    assert row[0] == uuid.UUID(bytes=bytes(digest)).bytes  # as the loader copies a uuid
     # the hidden source-key column is text PostgreSQL can store
     assert storable_text(row[-2]) and row[-1] == 5
 

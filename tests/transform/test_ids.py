@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from docshift.errors import ConversionError
-from docshift.transform.ids import NAMESPACE, objectid_to_uuid, to_uuid, uuid_to_objectid
+from docshift.transform.ids import (
+    NAMESPACE,
+    objectid_to_uuid,
+    objectid_to_uuid_bytes,
+    to_uuid,
+    uuid_to_objectid,
+)
 
 object_ids = st.binary(min_size=12, max_size=12).map(ObjectId)
 
@@ -172,3 +178,8 @@ def test_strings_with_undecodable_bytes_are_ids():
     assert to_uuid(raw) == uuid.UUID(bytes=digest[:16], version=5)
     assert to_uuid(raw) != to_uuid("café")
     assert to_uuid("\ud800").version == 5
+
+
+@given(object_ids)
+def test_the_loaders_bytes_are_the_uuids_bytes(oid: ObjectId) -> None:
+    assert objectid_to_uuid_bytes(oid) == objectid_to_uuid(oid).bytes

@@ -16,7 +16,9 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg import sql
+from psycopg import postgres, sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.model import Mapping
@@ -35,6 +37,17 @@ from docshift.transform.convert import printable_text, to_extended_json
 from docshift.transform.rows import DocumentRows, StreamPlan, column_types
 
 
+class _UuidWireDumper(Dumper):
+    """Binary ``uuid`` from the 16 bytes the loader's rows carry (``rows.uuid_wire``), or
+    from a ``uuid.UUID`` (the elements of a ``uuid[]`` value)."""
+
+    format = Format.BINARY
+    oid = postgres.types["uuid"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return obj if type(obj) is bytes else obj.bytes
+
+
 @dataclass(slots=True)
 class TableCopy:
     """A prepared binary COPY into one table."""
@@ -43,6 +56,9 @@ class TableCopy:
     types: list[str]
 
     def write(self, cur: psycopg.Cursor, rows: Iterable[tuple[Any, ...]]) -> None:
+        # the rows' uuid values are their 16 bytes (rows.uuid_wire), copied as they are;
+        # only this cursor's adapters change
+        cur.adapters.register_dumper(None, _UuidWireDumper)
         with cur.copy(self.statement) as copy:
             copy.set_types(self.types)
             transformer = getattr(getattr(copy, "formatter", None), "transformer", None)

@@ -99,6 +99,14 @@ def objectid_to_uuid(oid: ObjectId) -> uuid.UUID:
     return u
 
 
+def objectid_to_uuid_bytes(oid: ObjectId) -> bytes:
+    """``objectid_to_uuid(oid).bytes``, without making the UUID object: what the loader
+    copies (binary COPY of a ``uuid`` is its 16 bytes)."""
+    o = _from_bytes(_oid_bytes(oid), "big")
+    return (((o >> 48) << 80) | _FIXED_BITS | (((o >> 36) & _MASK12) << 64)
+            | ((o & _MASK36) << 26)).to_bytes(16, "big")
+
+
 def uuid_to_objectid(u: uuid.UUID) -> ObjectId:
     """The ObjectId that :func:`objectid_to_uuid` turned into ``u``.
 

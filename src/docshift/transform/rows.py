@@ -24,6 +24,7 @@ from docshift.spec.check import resolve_reference, source_path
 from docshift.spec.model import FeedSpec, Mapping, TableSpec, map_key, pattern_regex
 from docshift.transform.codegen import RowFunction, compile_row, is_plain, unforeseen, walk_path
 from docshift.transform.convert import (
+    Converter,
     ConvertOptions,
     FastPath,
     convert_options,
@@ -672,6 +673,22 @@ def _declared_type(m: Mapping, table: TableSpec, cname: str) -> str:
     return col.type or "text"
 
 
+def uuid_wire(conv: Converter) -> tuple[Converter, FastPath]:
+    """A ``uuid`` column's converter and fast path as the loader uses them: the UUID's 16
+    bytes, which ``target.load.TableCopy`` copies as they are (a ``uuid.UUID`` object and
+    its dumper cost about twice as much per id). The id rules are ``conv``'s
+    (:func:`docshift.transform.ids.to_uuid`)."""
+    from bson import ObjectId
+
+    from docshift.transform.ids import objectid_to_uuid_bytes
+
+    def wire(v: Any) -> bytes:
+        return conv(v).bytes
+
+    return wire, FastPath("type(v) is ObjectId", "objectid_to_uuid_bytes(v)",
+                          {"ObjectId": ObjectId, "objectid_to_uuid_bytes": objectid_to_uuid_bytes})
+
+
 def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
                   options: ConvertOptions) -> CompiledFeed:
     types = column_types(m, table)
@@ -690,6 +707,9 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
             consumed.append((segs, True))
         t = types[cname]
         conv = converter_for(t, options)
+        fast = fast_path(t, options)
+        if t.base == "uuid" and not t.array:
+            conv, fast = uuid_wire(conv)
         default = None
         if col.default is not None:
             try:
@@ -704,7 +724,7 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
                        if col.map is not None else None),
             enum=frozenset(col.enum) if col.enum is not None else None,
             max_length=col.max_length,
-            fast=fast_path(t, options),
+            fast=fast,
         ))
     where = [(k, compile_getter(f"$key.{k}" if feed.keys else k),
               tuple(v) if isinstance(v, list) else (v,))
