@@ -16,9 +16,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg import postgres, sql
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
+from psycopg import sql
 
 from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.model import Mapping
@@ -33,19 +31,8 @@ from docshift.target.state import (
     write_rejects,
     write_unmatched,
 )
-from docshift.transform.convert import printable_text, to_extended_json
+from docshift.transform.convert import adapt_uuid_wire, printable_text, to_extended_json
 from docshift.transform.rows import DocumentRows, StreamPlan, column_types
-
-
-class _UuidWireDumper(Dumper):
-    """Binary ``uuid`` from the 16 bytes the loader's rows carry (``rows.uuid_wire``), or
-    from a ``uuid.UUID`` (the elements of a ``uuid[]`` value)."""
-
-    format = Format.BINARY
-    oid = postgres.types["uuid"].oid
-
-    def dump(self, obj: Any) -> bytes:
-        return obj if type(obj) is bytes else obj.bytes
 
 
 @dataclass(slots=True)
@@ -58,7 +45,7 @@ class TableCopy:
     def write(self, cur: psycopg.Cursor, rows: Iterable[tuple[Any, ...]]) -> None:
         # the rows' uuid values are their 16 bytes (rows.uuid_wire), copied as they are;
         # only this cursor's adapters change
-        cur.adapters.register_dumper(None, _UuidWireDumper)
+        adapt_uuid_wire(cur.adapters)
         with cur.copy(self.statement) as copy:
             copy.set_types(self.types)
             transformer = getattr(getattr(copy, "formatter", None), "transformer", None)

@@ -58,6 +58,19 @@ def table_types(m: Mapping, table: TableSpec) -> dict[str, PgType]:
     return out
 
 
+def _uuid_bytes(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A ``uuid`` column's value as the 16 bytes that binary COPY carries (the id rules are
+    ``conv``'s: ``ids.to_uuid``; an ObjectId, the common id, goes straight to its bytes)."""
+    from bson import ObjectId
+
+    from docshift.transform.ids import objectid_to_uuid_bytes
+
+    def convert(v: Any) -> bytes:
+        return objectid_to_uuid_bytes(v) if type(v) is ObjectId else conv(v).bytes
+
+    return convert
+
+
 @dataclass
 class Expected:
     """One document as the verifier reads it."""
@@ -217,6 +230,8 @@ class StreamReader:
         for cname, col in table.columns.items():
             path = source_path(m, table, feed, cname)
             conv = converter_for(types[cname], opts)
+            if types[cname].base == "uuid" and not types[cname].array:
+                conv = _uuid_bytes(conv)
             default = conv(col.default) if col.default is not None else None
             cols.append(_Column(cname, path, conv,
                                 col.nullable if col.nullable is not None else cname not in pk,

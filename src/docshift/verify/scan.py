@@ -149,10 +149,11 @@ class _Encoder:
         # psycopg's own row formatter (C-accelerated); it is what Copy.write_row calls
         from psycopg._copy_base import format_row_binary
 
-        from docshift.transform.convert import adapt_connection
+        from docshift.transform.convert import adapt_connection, adapt_uuid_wire
 
         adapters = adapt.AdaptersMap(postgres.adapters)
         adapt_connection(adapters)  # jsonb as the loader writes it, through orjson
+        adapt_uuid_wire(adapters)  # uuid values as their 16 bytes (expect._uuid_bytes)
         self.tx = adapt.Transformer(adapters)
         self.tx.set_dumper_types([adapters.types.get_oid(t) for t in types], pq.Format.BINARY)
         self.format = format_row_binary
