@@ -107,6 +107,14 @@ def objectid_to_uuid_bytes(oid: ObjectId) -> bytes:
             | ((o & _MASK36) << 26)).to_bytes(16, "big")
 
 
+def to_uuid_bytes(value: Any) -> bytes:
+    """``to_uuid(value).bytes``: the 16 bytes binary COPY carries for a ``uuid`` column,
+    straight from an ObjectId (the common id) without making the UUID object."""
+    if type(value) is ObjectId:
+        return objectid_to_uuid_bytes(value)
+    return to_uuid(value).bytes
+
+
 def uuid_to_objectid(u: uuid.UUID) -> ObjectId:
     """The ObjectId that :func:`objectid_to_uuid` turned into ``u``.
 

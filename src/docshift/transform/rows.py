@@ -673,20 +673,18 @@ def _declared_type(m: Mapping, table: TableSpec, cname: str) -> str:
     return col.type or "text"
 
 
-def uuid_wire(conv: Converter) -> tuple[Converter, FastPath]:
+def uuid_wire() -> tuple[Converter, FastPath]:
     """A ``uuid`` column's converter and fast path as the loader uses them: the UUID's 16
-    bytes, which ``target.load.TableCopy`` copies as they are (a ``uuid.UUID`` object and
-    its dumper cost about twice as much per id). The id rules are ``conv``'s
-    (:func:`docshift.transform.ids.to_uuid`)."""
+    bytes (:func:`docshift.transform.ids.to_uuid_bytes`, the id rules of ``to_uuid``),
+    which ``target.load.TableCopy`` copies as they are (a ``uuid.UUID`` object and its
+    dumper cost about twice as much per id)."""
     from bson import ObjectId
 
-    from docshift.transform.ids import objectid_to_uuid_bytes
+    from docshift.transform.ids import objectid_to_uuid_bytes, to_uuid_bytes
 
-    def wire(v: Any) -> bytes:
-        return conv(v).bytes
-
-    return wire, FastPath("type(v) is ObjectId", "objectid_to_uuid_bytes(v)",
-                          {"ObjectId": ObjectId, "objectid_to_uuid_bytes": objectid_to_uuid_bytes})
+    return to_uuid_bytes, FastPath("type(v) is ObjectId", "objectid_to_uuid_bytes(v)",
+                                   {"ObjectId": ObjectId,
+                                    "objectid_to_uuid_bytes": objectid_to_uuid_bytes})
 
 
 def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
@@ -709,7 +707,7 @@ def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,
         conv = converter_for(t, options)
         fast = fast_path(t, options)
         if t.base == "uuid" and not t.array:
-            conv, fast = uuid_wire(conv)
+            conv, fast = uuid_wire()
         default = None
         if col.default is not None:
             try:

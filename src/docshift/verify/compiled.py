@@ -21,10 +21,9 @@ datasets, bad and edge-case documents included, and requires identical readings.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from docshift.verify.expect import StreamReader, _Column, _Feed
+from docshift.verify.expect import _MISSING, StreamReader, _Column, _Feed, _read_fields
 
 Fast = Callable[[Any, str], "dict[str, list[tuple[Any, ...]]] | None"]
 """(document, key) → rows per table, or None: let the interpreter read this one."""
@@ -38,8 +37,8 @@ def compile_reader(reader: StreamReader) -> Fast | None:
         return None
     if any(f.unnest not in (None, "$") and not _plain_path(f.unnest) for f in feeds):
         return None
-    env: dict[str, Any] = {"_read_fields": _read_fields(), "_VALUE": type(reader)._value,
-                           "_MISSING": _missing(), "_NO_CAPTURES": {}}
+    env: dict[str, Any] = {"_read_fields": _read_fields, "_VALUE": StreamReader._value,
+                           "_MISSING": _MISSING, "_NO_CAPTURES": {}}
     lines = ["def fast(d, key):",
              "    if type(d) is not dict and type(d) is not list:",
              "        return None",
@@ -159,15 +158,3 @@ def _raw(n: int, k: int, c: _Column, item: str, index: str, env: dict[str, Any])
     # anything else through the column's own getter
     env[f"_G{n}_{k}"] = c.get
     return f"_G{n}_{k}(d, key, cap, {item}, {index}, None)"
-
-
-def _read_fields() -> Any:
-    from docshift.verify.expect import _read_fields as read
-
-    return read
-
-
-def _missing() -> Any:
-    from docshift.verify.expect import _MISSING
-
-    return _MISSING

@@ -381,7 +381,7 @@ class _Verifier:
         into = None
         if self.persistence == "UNLOGGED":
             self.connections = workers
-            into = [(self.scratch, f"exp_{i}") for i in range(len(order))]
+            into = [t.exp for t in order]
         with self.phase("read source"):
             if workers > 1:
                 results = scan.scan_parallel(self.m, self.dsn, work, workers, args, sink, into)

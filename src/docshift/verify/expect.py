@@ -21,6 +21,7 @@ from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.check import resolve_reference, source_path
 from docshift.spec.model import FeedSpec, Mapping, TableSpec, pattern_regex
 from docshift.transform.convert import ConvertOptions, convert_options, converter_for
+from docshift.transform.ids import to_uuid_bytes
 from docshift.transform.pgtypes import PgType, parse_type
 
 LOADED, FILTERED, IGNORED, UNMATCHED, REJECTED = (
@@ -56,19 +57,6 @@ def table_types(m: Mapping, table: TableSpec) -> dict[str, PgType]:
             text = m.tables[ptable].column(pcol).type
         out[cname] = parse_type(text or "text")
     return out
-
-
-def _uuid_bytes(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A ``uuid`` column's value as the 16 bytes that binary COPY carries (the id rules are
-    ``conv``'s: ``ids.to_uuid``; an ObjectId, the common id, goes straight to its bytes)."""
-    from bson import ObjectId
-
-    from docshift.transform.ids import objectid_to_uuid_bytes
-
-    def convert(v: Any) -> bytes:
-        return objectid_to_uuid_bytes(v) if type(v) is ObjectId else conv(v).bytes
-
-    return convert
 
 
 @dataclass
@@ -231,7 +219,7 @@ class StreamReader:
             path = source_path(m, table, feed, cname)
             conv = converter_for(types[cname], opts)
             if types[cname].base == "uuid" and not types[cname].array:
-                conv = _uuid_bytes(conv)
+                conv = to_uuid_bytes  # the id rules, as the 16 bytes binary COPY carries
             default = conv(col.default) if col.default is not None else None
             cols.append(_Column(cname, path, conv,
                                 col.nullable if col.nullable is not None else cname not in pk,

@@ -153,7 +153,7 @@ class _Encoder:
 
         adapters = adapt.AdaptersMap(postgres.adapters)
         adapt_connection(adapters)  # jsonb as the loader writes it, through orjson
-        adapt_uuid_wire(adapters)  # uuid values as their 16 bytes (expect._uuid_bytes)
+        adapt_uuid_wire(adapters)  # uuid values as their 16 bytes (ids.to_uuid_bytes)
         self.tx = adapt.Transformer(adapters)
         self.tx.set_dumper_types([adapters.types.get_oid(t) for t in types], pq.Format.BINARY)
         self.format = format_row_binary
@@ -270,7 +270,7 @@ QUEUE_CHUNKS = 32
 _WAIT_SECONDS = 1.0
 
 
-def _worker(m: Mapping, dsn: str, args: tuple[Any, ...], into: list[tuple[str, str]] | None,
+def _worker(m: Mapping, dsn: str, args: tuple[Any, ...], into: list[Any] | None,
             tasks: Any, out: Any, parent_pid: int) -> None:
     from docshift.run.worker import exit_with_parent
 
@@ -279,12 +279,10 @@ def _worker(m: Mapping, dsn: str, args: tuple[Any, ...], into: list[tuple[str, s
     copier = None
     try:
         if into is not None:
-            from psycopg import sql
-
             from docshift.target.connect import connect
 
             try:
-                copier = TableCopy(connect(dsn), [sql.Identifier(*name) for name in into])
+                copier = TableCopy(connect(dsn), into)
             except DocshiftError as exc:
                 out.put(("error", -1, (str(exc), getattr(exc, "hint", None))))
                 return
@@ -321,9 +319,9 @@ def _worker(m: Mapping, dsn: str, args: tuple[Any, ...], into: list[tuple[str, s
 
 def scan_parallel(m: Mapping, dsn: str, work: list[tuple[Part, Entries]], workers: int,
                   args: tuple[Any, ...], sink: Sink,
-                  into: list[tuple[str, str]] | None = None) -> list[PartResult]:
+                  into: list[Any] | None = None) -> list[PartResult]:
     """:func:`scan` every part in ``workers`` processes. With ``into`` (the verifier's
-    tables, as schema and name, in the order of ``args``' tables) each process copies its
+    tables, as ``sql.Identifier``, in the order of ``args``' tables) each process copies its
     rows there itself and each result says how much (``copied``); else COPY data reaches
     ``sink`` here, in this process, in whatever order the parts produce it."""
     ctx = multiprocessing.get_context("spawn")
