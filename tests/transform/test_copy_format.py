@@ -23,7 +23,7 @@ COLUMNS = [("u", "uuid", "uuid"), ("t", "text", "text"), ("v", "varchar(5)", "va
            ("ua", "uuid[]", "uuid[]")]
 
 ROWS: list[tuple[Any, ...]] = [
-    # a uuid as the loader's rows carry it: its 16 bytes (rows.uuid_wire)
+    # a uuid as the loader's rows carry it: its 16 bytes (convert.uuid_wire)
     (uuid.UUID(int=n).bytes, f"text {n} é", "abc", n, 2**40 + n, Decimal(n) / 4, n * 0.5,
      n % 2 == 0,
      dt.datetime(2020, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=n),

@@ -4,7 +4,8 @@ Every document of the generated CRM and key-value datasets (edge cases and bad d
 included, with and without the mappings' ``ignore`` lists) and of hand-made shapes is read
 twice: by a reader that tries the compiled function first, and by one that only interprets.
 Outcome, rows, table, field, class and message must agree, and the compiled function must
-have read most documents itself (else the test would prove nothing).
+have read most documents itself (else the test would prove nothing). The source fields left
+unmapped must agree too: found with the check of field names first, or by the walk alone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from docshift.generate import generate_crm, generate_kv
 from docshift.sources import open_source
 from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec import parse_mapping
+from docshift.verify import expect
 from docshift.verify.expect import StreamReader
 from tests.transform.test_plain_differential import MAPPING, example, shaped
 
@@ -76,6 +78,12 @@ def assert_same(m: Any, docs: list[tuple[str, SourceDocument]]) -> Counter[str]:
     for stream, sdoc in docs:
         got, want = fast[stream].read(sdoc), slow[stream].interpret(sdoc)
         assert got == want, (stream, sdoc.key)
+        if want.outcome == "loaded":
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(expect._Paths, "all_read", lambda self, value, rel="": False)
+                walked = slow[stream].unmapped(sdoc, want.rows)
+            assert fast[stream].unmapped(sdoc, got.rows) == walked, (stream, sdoc.key)
+            seen["with unmapped fields" if walked else "all read"] += 1
         compiled = fast[stream].fast
         took = compiled is not None and compiled(sdoc.doc, sdoc.key) is not None
         seen["compiled" if took else "interpreted"] += 1
@@ -105,6 +113,7 @@ def test_crm_compiled_reading_is_the_interpreted_one(tmp_path: Path,
         seen = assert_same(m, source_documents(m, None))
         assert seen["compiled"] > 0.5 * (seen["compiled"] + seen["interpreted"])
         assert bool(seen["rejected"]) is bool(bad)
+        assert seen["all read"] and (seen["with unmapped fields"] or ignoring), seen
 
 
 def test_kv_compiled_reading_is_the_interpreted_one(dsn: str, tmp_path: Path,

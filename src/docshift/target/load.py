@@ -43,7 +43,7 @@ class TableCopy:
     types: list[str]
 
     def write(self, cur: psycopg.Cursor, rows: Iterable[tuple[Any, ...]]) -> None:
-        # the rows' uuid values are their 16 bytes (rows.uuid_wire), copied as they are;
+        # the rows' uuid values are their 16 bytes (convert.uuid_wire), copied as they are;
         # only this cursor's adapters change
         adapt_uuid_wire(cur.adapters)
         with cur.copy(self.statement) as copy:

@@ -812,6 +812,18 @@ def fast_path(t: PgType, options: ConvertOptions = DEFAULT_OPTIONS) -> FastPath 
     return None
 
 
+def uuid_wire() -> tuple[Converter, FastPath]:
+    """A ``uuid`` column's converter and fast path as the loader and the verifier use them:
+    the UUID's 16 bytes (:func:`docshift.transform.ids.to_uuid_bytes`, the id rules of
+    ``to_uuid``), which :func:`adapt_uuid_wire`'s dumper copies as they are (a ``uuid.UUID``
+    object and its dumper cost about twice as much per id)."""
+    from docshift.transform.ids import objectid_to_uuid_bytes, to_uuid_bytes
+
+    return to_uuid_bytes, FastPath("type(v) is ObjectId", "objectid_to_uuid_bytes(v)",
+                                   {"ObjectId": ObjectId,
+                                    "objectid_to_uuid_bytes": objectid_to_uuid_bytes})
+
+
 def converter_for(t: PgType, options: ConvertOptions = DEFAULT_OPTIONS) -> Converter:
     """The function that turns one non-None source value into the value to COPY into ``t``.
 

@@ -32,6 +32,7 @@ from docshift.transform.convert import (
     fast_path,
     printable_text,
     to_json_value,
+    uuid_wire,
 )
 from docshift.transform.pgtypes import PgType, parse_type
 
@@ -671,20 +672,6 @@ def _declared_type(m: Mapping, table: TableSpec, cname: str) -> str:
         ptable, pcol = resolve_reference(m, col.references)
         col = m.tables[ptable].column(pcol)
     return col.type or "text"
-
-
-def uuid_wire() -> tuple[Converter, FastPath]:
-    """A ``uuid`` column's converter and fast path as the loader uses them: the UUID's 16
-    bytes (:func:`docshift.transform.ids.to_uuid_bytes`, the id rules of ``to_uuid``),
-    which ``target.load.TableCopy`` copies as they are (a ``uuid.UUID`` object and its
-    dumper cost about twice as much per id)."""
-    from bson import ObjectId
-
-    from docshift.transform.ids import objectid_to_uuid_bytes, to_uuid_bytes
-
-    return to_uuid_bytes, FastPath("type(v) is ObjectId", "objectid_to_uuid_bytes(v)",
-                                   {"ObjectId": ObjectId,
-                                    "objectid_to_uuid_bytes": objectid_to_uuid_bytes})
 
 
 def _compile_feed(m: Mapping, tname: str, table: TableSpec, feed: FeedSpec,

@@ -45,8 +45,9 @@ def compile_reader(reader: StreamReader) -> Fast | None:
              "    rows = {}",
              "    took = False",
              "    try:"]
+    shared: dict[tuple[Any, ...], str] = {}
     for n, feed in enumerate(feeds):
-        lines += ["        " + x for x in _feed_lines(reader, n, feed, env)]
+        lines += ["        " + x for x in _feed_lines(reader, n, feed, env, shared)]
     lines += ["    except Exception:", "        return None",
               "    return rows if took else None"]
     code = "\n".join(lines) + "\n"
@@ -60,7 +61,8 @@ def _plain_path(path: str) -> bool:
     return not path.startswith("$") and not any(s.isdigit() for s in path.split("."))
 
 
-def _feed_lines(reader: StreamReader, n: int, feed: _Feed, env: dict[str, Any]) -> list[str]:
+def _feed_lines(reader: StreamReader, n: int, feed: _Feed, env: dict[str, Any],
+                shared: dict[tuple[Any, ...], str]) -> list[str]:
     """Statements that add ``feed``'s rows of ``d`` to ``rows`` (or return None)."""
     out: list[str] = ["cap = _NO_CAPTURES"]
     ind = ""
@@ -87,14 +89,15 @@ def _feed_lines(reader: StreamReader, n: int, feed: _Feed, env: dict[str, Any]) 
     body = ["took = True", f"out = rows.setdefault({table}, [])"]
     names = []
     if feed.unnest is None:
+        always = not ind
         for k, c in enumerate(feed.columns):
             v = f"v{n}_{k}"
-            body += _value_lines(n, k, c, v, "_MISSING", "0", env)
+            body += _value_lines(n, k, c, v, "_MISSING", "0", env, shared, always)
             names.append(v)
         body.append(f"out.append(({', '.join(names)},))")
     else:
-        env[f"_U{n}"] = feed.unnest.split(".")
-        body += ["box = d" if feed.unnest == "$" else f"box = _read_fields(d, _U{n})",
+        body += ["box = d" if feed.unnest == "$" else
+                 f"box = {_fields('d', feed.unnest.split('.'), f'_U{n}', env)}",
                  "if box is not None:",
                  "    if type(box) is not list:",
                  "        return None",
@@ -103,7 +106,7 @@ def _feed_lines(reader: StreamReader, n: int, feed: _Feed, env: dict[str, Any]) 
         for k, c in enumerate(feed.columns):
             v = f"v{n}_{k}"
             if c.per_document:
-                inner += _value_lines(n, k, c, v, "_MISSING", "0", env)
+                inner += _value_lines(n, k, c, v, "_MISSING", "0", env, shared)
             names.append(v)
         element: list[str] = []
         for k, c in enumerate(feed.columns):
@@ -116,12 +119,26 @@ def _feed_lines(reader: StreamReader, n: int, feed: _Feed, env: dict[str, Any]) 
 
 
 def _value_lines(n: int, k: int, c: _Column, v: str, item: str, index: str,
-                 env: dict[str, Any]) -> list[str]:
-    """Statements that set ``v`` to column ``c``'s value, as the interpreter gives it."""
+                 env: dict[str, Any], shared: dict[tuple[Any, ...], str] | None = None,
+                 share: bool = False) -> list[str]:
+    """Statements that set ``v`` to column ``c``'s value, as the interpreter gives it.
+
+    ``shared`` maps a plain read of a document field (its path, type and whether it may be
+    absent) to the variable that already holds it: an id read by several tables of
+    a stream is converted once per document. ``share``: this statement always runs (no
+    pattern, filter or array around it), so later columns may take its value."""
     raw = _raw(n, k, c, item, index, env)
     if not c.plain:
         env[f"_K{n}_{k}"] = c
         return [f"{v} = _VALUE(_K{n}_{k}, {raw})"]
+    # only a read of the document itself (no captures, no array element) is the same read
+    # wherever it appears
+    same = ((c.path, c.type, c.nullable) if c.default is None
+            and _document_field(c.path) is not None else None)
+    if same is not None and shared is not None and same in shared:
+        return [f"{v} = {shared[same]}"]
+    if same is not None and shared is not None and share:
+        shared[same] = v
     env[f"_C{n}_{k}"] = c.convert
     if c.default is not None:
         env[f"_D{n}_{k}"] = c.default
@@ -130,8 +147,33 @@ def _value_lines(n: int, k: int, c: _Column, v: str, item: str, index: str,
         absent = f"{v} = None"
     else:
         absent = "return None"
-    return [f"r = {raw}", "if r is None:", f"    {absent}", "else:",
-            f"    {v} = _C{n}_{k}(r)"]
+    out = [f"v = {raw}", "if v is None:", f"    {absent}"]
+    if c.fast is not None:
+        # the converter's common case inline (convert.fast_path: its first test, verbatim)
+        env.update(c.fast.names or {})
+        out += [f"elif {c.fast.condition}:", f"    {v} = {c.fast.result}"]
+    return out + ["else:", f"    {v} = _C{n}_{k}(v)"]
+
+
+def _document_field(path: str) -> list[str] | None:
+    """The field names of a column path that reads the document itself by field names
+    alone (not a capture, an element, an array position); else None."""
+    rest = path[2:] if path.startswith("$.") else path
+    return rest.split(".") if not rest.startswith("$") and _plain_path(rest) else None
+
+
+def _fields(obj: str, segs: list[str], name: str, env: dict[str, Any]) -> str:
+    """An expression for ``_read_fields(obj, segs)``, its usual case inline: ``obj`` an
+    object (a document always is when it gets here, or ``.get`` fails and the interpreter
+    reads it) and a path of one or two field names."""
+    if len(segs) == 1:
+        return f"{obj}.get({segs[0]!r})"
+    env[name] = segs[1:]
+    if len(segs) == 2:
+        return (f"(_o.get({segs[1]!r}) if type(_o := {obj}.get({segs[0]!r})) is dict "
+                f"else _read_fields(_o, {name}))")
+    env[name] = segs
+    return f"_read_fields({obj}, {name})"
 
 
 def _raw(n: int, k: int, c: _Column, item: str, index: str, env: dict[str, Any]) -> str:
@@ -139,13 +181,9 @@ def _raw(n: int, k: int, c: _Column, item: str, index: str, env: dict[str, Any])
     path = c.path
     if path == "$index":
         return index
-    rest = path[2:] if path.startswith("$.") else path
-    if not rest.startswith("$") and _plain_path(rest):
-        segs = rest.split(".")
-        if len(segs) == 1:
-            return f"d.get({segs[0]!r})"
-        env[f"_S{n}_{k}"] = segs
-        return f"_read_fields(d, _S{n}_{k})"
+    segs = _document_field(path)
+    if segs is not None:
+        return _fields("d", segs, f"_S{n}_{k}", env)
     if item == "item" and path == "$item":
         return "item"
     if item == "item" and path.startswith("$item.") and _plain_path(path[6:]):

@@ -20,8 +20,14 @@ from docshift.errors import ConversionError
 from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.check import resolve_reference, source_path
 from docshift.spec.model import FeedSpec, Mapping, TableSpec, pattern_regex
-from docshift.transform.convert import ConvertOptions, convert_options, converter_for
-from docshift.transform.ids import to_uuid_bytes
+from docshift.transform.convert import (
+    ConvertOptions,
+    FastPath,
+    convert_options,
+    converter_for,
+    fast_path,
+    uuid_wire,
+)
 from docshift.transform.pgtypes import PgType, parse_type
 
 LOADED, FILTERED, IGNORED, UNMATCHED, REJECTED = (
@@ -29,6 +35,7 @@ LOADED, FILTERED, IGNORED, UNMATCHED, REJECTED = (
 """What the verifier's reading says should have happened to a document."""
 
 _MISSING = object()
+_NO_CAPTURES: dict[str, str] = {}
 
 
 def read_path(doc: Any, path: str) -> Any:
@@ -129,6 +136,10 @@ class _Column:
     value_map: dict[Any, Any] | None
     enum: list[Any] | None
     max_length: int | None
+    type: str = ""
+    """The column's type as written (columns of one type and path read one value alike)."""
+    fast: FastPath | None = None
+    """The common case of ``convert``, for :mod:`docshift.verify.compiled` to inline."""
     get: Getter = field(init=False)
     plain: bool = field(init=False)
     """No map, enum or max_length: a present value is only converted."""
@@ -217,15 +228,15 @@ class StreamReader:
         reads = set(table.ignore)
         for cname, col in table.columns.items():
             path = source_path(m, table, feed, cname)
-            conv = converter_for(types[cname], opts)
+            conv, fast = converter_for(types[cname], opts), fast_path(types[cname], opts)
             if types[cname].base == "uuid" and not types[cname].array:
-                conv = to_uuid_bytes  # the id rules, as the 16 bytes binary COPY carries
+                conv, fast = uuid_wire()  # the id rules, as the 16 bytes binary COPY carries
             default = conv(col.default) if col.default is not None else None
             cols.append(_Column(cname, path, conv,
                                 col.nullable if col.nullable is not None else cname not in pk,
                                 default, dict(col.map) if col.map is not None else None,
                                 list(col.enum) if col.enum is not None else None,
-                                col.max_length))
+                                col.max_length, types[cname].sql, fast))
             if path.startswith("$item."):
                 items.add(path[len("$item."):])
             elif path == "$" or path.startswith("$."):
@@ -480,23 +491,28 @@ class StreamReader:
         top, unnested = plan
         doc = sdoc.doc
         out: dict[str, Any] = {}
-        if top is not None and isinstance(doc, dict):
+        # mostly every field is read: a check of the field names says so, else the walk
+        # collects what is not
+        if top is not None and isinstance(doc, dict) and not top.all_read(doc):
             _walk(doc, "", top, out)
-        for unnest, pre, paths in unnested:
-            container = (doc if unnest == "$" else read_path(doc, unnest))
+        for get, pre, paths in unnested:
+            container = get(doc, sdoc.key, _NO_CAPTURES, _MISSING, 0, None)
             items = (container if isinstance(container, list) else
                      list(container.values()) if isinstance(container, dict) else [])
             for item in items:
-                if isinstance(item, dict):
+                if isinstance(item, dict) and not paths.all_read(item):
                     _walk(item, pre, paths, out, strip=pre)
         return set(out)
 
     def _unmapped_plan(self, tables: list[str]) -> tuple[
-            _Paths | None, list[tuple[str, str, _Paths]]] | None:
+            _Paths | None, list[tuple[Getter, str, _Paths]]] | None:
         """What :meth:`unmapped` looks at for a document feeding ``tables``: the paths read
         of the document (None when a catch-all keeps its fields, or it is read whole), and
         per unnested container whose elements' fields are accounted for, its path, the
-        prefix of its elements' paths and the paths read of them. None: nothing to report."""
+        prefix of its elements' paths and the paths read of them. None: nothing to report.
+
+        Each container is read by its feed's own getter (only field paths and ``$`` get
+        here)."""
         feeds = [f for f in self.feeds if f.table in tables]
         if not any(self.report_unmapped.get(f.table) for f in feeds):
             return None
@@ -513,7 +529,8 @@ class StreamReader:
             if f.unnest.startswith("$") and f.unnest != "$":
                 continue
             pre = ("" if f.unnest == "$" else f.unnest) + "[]."
-            unnested.append((f.unnest, pre, self._items(f)))
+            assert f.container is not None
+            unnested.append((f.container, pre, self._items(f)))
         return top, unnested
 
     def _consumed(self, feeds: list[_Feed]) -> _Paths:
@@ -539,6 +556,27 @@ class _Paths:
         self.partial = {p[:i] for p in paths for i, ch in enumerate(p) if ch == "."}
         self.walks: dict[tuple[Any, ...], list[tuple[str, str, bool]]] = {}
         """What :func:`_walk` decided per (prefix, strip, field names of an object)."""
+        self.levels: dict[str, tuple[frozenset[str], list[str]]] = {}
+        """Per relative path of an object: the field names read there (whole or in part),
+        and those read in part."""
+
+    def all_read(self, value: dict[str, Any], rel: str = "") -> bool:
+        """Whether :func:`_walk` would collect nothing of ``value``, the object at ``rel``
+        (a path relative to where the paths start, ending in a dot unless empty)."""
+        level = self.levels.get(rel)
+        if level is None:
+            names = {p[len(rel):].partition(".")[0] for p in self.whole | self.partial
+                     if p.startswith(rel) and len(p) > len(rel)}
+            level = self.levels[rel] = (frozenset(names), [
+                k for k in names if rel + k in self.partial and rel + k not in self.whole])
+        known, inside = level
+        if not value.keys() <= known:
+            return False
+        for k in inside:
+            v = value.get(k)
+            if isinstance(v, dict) and not self.all_read(v, f"{rel}{k}."):
+                return False
+        return True
 
 
 WALK_MEMO = 10_000

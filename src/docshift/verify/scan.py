@@ -10,6 +10,7 @@ the COPY data goes back to that session, which copies it.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import multiprocessing
 import os
@@ -36,6 +37,9 @@ ORDINAL_BITS = 40
 
 CHUNK_BYTES = 1 << 20
 """COPY data a part gathers per table before handing it on."""
+
+GC_EVERY = 100_000
+"""Documents read between full garbage collections (the collector is paused meanwhile)."""
 
 FLUSH_BYTES = 8 << 20
 """COPY data gathered per table before it is copied into the verifier's table of it (bounded
@@ -180,13 +184,19 @@ def scan(m: Mapping, dsn: str, part: Part, entries: Entries, sample: int, seed: 
              kind: str) -> None:
         i = index[table]
         enc = encoders[i]
+        tail, fmt, tx, buf = (key, doc_no, kind), enc.format, enc.tx, enc.buffer
         for r in rows:
-            enc.format((*r, key, doc_no, kind), enc.tx, enc.buffer)
+            fmt(r + tail, tx, buf)
         if len(enc.buffer) >= CHUNK_BYTES:
             sink(i, bytes(enc.buffer))
             enc.buffer.clear()
 
     src = open_source(m.source, dsn)
+    # as the loader's workers do (run.worker.run_unit): the documents and rows make no
+    # reference cycles, and the cyclic collector would rescan the live ones again and again;
+    # paused, with a full collection every GC_EVERY documents for the rare cycle
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         stream = src.stream(part.stream)
         past = getattr(stream, "past", None)
@@ -197,6 +207,8 @@ def scan(m: Mapping, dsn: str, part: Part, entries: Entries, sample: int, seed: 
             if part.end is not None and past is not None and past(sdoc.position, part.end):
                 break
             res.documents += 1
+            if not res.documents % GC_EVERY:
+                gc.collect()
             doc_no = base | ordinal
             exp = reader.read(sdoc)
             # most documents meet no quarantine entry: two failed lookups tell
@@ -254,6 +266,8 @@ def scan(m: Mapping, dsn: str, part: Part, entries: Entries, sample: int, seed: 
             if part.end is not None and sdoc.position == part.end:
                 break
     finally:
+        if gc_was_enabled:
+            gc.enable()
         src.close()
     for i, enc in enumerate(encoders):
         if enc.buffer:
@@ -276,6 +290,8 @@ def _worker(m: Mapping, dsn: str, args: tuple[Any, ...], into: list[Any] | None,
 
     # killed outright, the verifier takes its workers along: none reads on without it
     exit_with_parent(parent_pid)
+    # what the process imported lives as long as it does: left out of the collections
+    gc.freeze()
     copier = None
     try:
         if into is not None:
