@@ -24,7 +24,6 @@ from docshift.spec.check import resolve_reference, source_path
 from docshift.spec.model import FeedSpec, Mapping, TableSpec, map_key, pattern_regex
 from docshift.transform.codegen import RowFunction, compile_row, is_plain, unforeseen, walk_path
 from docshift.transform.convert import (
-    Converter,
     ConvertOptions,
     FastPath,
     convert_options,
