@@ -128,6 +128,13 @@ def _value_lines(n: int, k: int, c: _Column, v: str, item: str, index: str,
     a stream is converted once per document. ``share``: this statement always runs (no
     pattern, filter or array around it), so later columns may take its value."""
     raw = _raw(n, k, c, item, index, env)
+    if (c.enum is not None and c.value_map is None and c.max_length is None
+            and c.fast is not None):
+        # the usual enum value: of the converter's common case and allowed as it is
+        env[f"_K{n}_{k}"], env[f"_E{n}_{k}"] = c, c.enum
+        env.update(c.fast.names or {})
+        return [f"v = {raw}", f"if v is not None and ({c.fast.condition}) and v in _E{n}_{k}:",
+                f"    {v} = {c.fast.result}", "else:", f"    {v} = _VALUE(_K{n}_{k}, v)"]
     if not c.plain:
         env[f"_K{n}_{k}"] = c
         return [f"{v} = _VALUE(_K{n}_{k}, {raw})"]
