@@ -26,10 +26,14 @@ from typing import TYPE_CHECKING, Any
 from docshift.errors import ConversionError
 
 if TYPE_CHECKING:
-    from docshift.transform.rows import CompiledColumn
+    from docshift.transform.rows import CompiledColumn, CompiledFeed
 
 RowFunction = Callable[..., tuple[Any, ...]]
 """``row(doc, key, captures, item, idx, entry_key, cache, doc_id) -> tuple``."""
+
+DocumentFunction = Callable[[Any, str, int], "dict[str, list[tuple[Any, ...]]] | None"]
+"""``document(doc, key, doc_id)``: every row of a document per table, or None (see
+:func:`compile_document`)."""
 
 _EMPTY: dict[str, Any] = {}
 _MISS = object()
@@ -97,6 +101,42 @@ def unforeseen(exc: Exception, field: str | None) -> ConversionError:
     return ConversionError(reason, error_class=UNFORESEEN, field=field)
 
 
+_RAISE_MISSING = ("raise ConversionError('required value is missing or null', "
+                  "error_class='missing_required')")
+
+
+def _value_lines(c: CompiledColumn, tag: str, consts: dict[str, Any],
+                 missing: str) -> list[str]:
+    """Statements setting ``v`` to column ``c``'s value, in generated code that has the row
+    context's names (``doc``, ``d``, ``key``, ``captures``, ``item``, ``it``, ``idx``,
+    ``ekey``, and ``ctx`` for a column that is not plain); ``missing``: the statement for a
+    required value that is absent. ``tag`` makes the names it adds to ``consts`` unique."""
+    if is_plain(c):
+        consts[f"c{tag}"] = c.convert
+        call = f"c{tag}(v)"
+        if c.fast is not None:
+            consts.update(c.fast.names or {})
+            call = f"({c.fast.result} if {c.fast.condition} else c{tag}(v))"
+        lines = [f"v = {getter_source(c.path, consts)}"]
+        if c.nullable:
+            return [*lines, f"v = None if v is None else {call}"]
+        return [*lines, "if v is None:", f"    {missing}", f"v = {call}"]
+    if _inline_enum(c):
+        # the usual case of an enum column: a value of the converter's fast path that
+        # is one of the allowed values; anything else takes the column's full check
+        assert c.fast is not None and c.enum is not None
+        consts.update(c.fast.names or {})
+        consts[f"V{tag}"] = c.value
+        consts[f"E{tag}"] = c.enum
+        return [f"v = {getter_source(c.path, consts)}",
+                f"if v is not None and {c.fast.condition} and v in E{tag}:",
+                f"    v = {c.fast.result}",
+                "else:",
+                f"    v = V{tag}(ctx)"]
+    consts[f"V{tag}"] = c.value
+    return [f"v = V{tag}(ctx)"]
+
+
 def compile_row(columns: list[CompiledColumn], cache_keys: list[str | None],
                 tail_extra: bool) -> RowFunction:
     """One function building a row of ``columns`` (plus catch-all slot, source key, doc id)."""
@@ -112,36 +152,7 @@ def compile_row(columns: list[CompiledColumn], cache_keys: list[str | None],
     body.append("f = 0")
     body.append("try:")
     for i, (c, ck) in enumerate(zip(columns, cache_keys, strict=True)):
-        lines = [f"f = {i}"]
-        if is_plain(c):
-            consts[f"c{i}"] = c.convert
-            call = f"c{i}(v)"
-            if c.fast is not None:
-                consts.update(c.fast.names or {})
-                call = f"({c.fast.result} if {c.fast.condition} else c{i}(v))"
-            lines.append(f"v = {getter_source(c.path, consts)}")
-            if c.nullable:
-                lines.append(f"v = None if v is None else {call}")
-            else:
-                lines += ["if v is None:",
-                          "    raise ConversionError('required value is missing or null', "
-                          "error_class='missing_required')",
-                          f"v = {call}"]
-        elif _inline_enum(c):
-            # the usual case of an enum column: a value of the converter's fast path that
-            # is one of the allowed values; anything else takes the column's full check
-            assert c.fast is not None and c.enum is not None
-            consts.update(c.fast.names or {})
-            consts[f"V{i}"] = c.value
-            consts[f"E{i}"] = c.enum
-            lines += [f"v = {getter_source(c.path, consts)}",
-                      f"if v is not None and {c.fast.condition} and v in E{i}:",
-                      f"    v = {c.fast.result}",
-                      "else:",
-                      f"    v = V{i}(ctx)"]
-        else:
-            consts[f"V{i}"] = c.value
-            lines.append(f"v = V{i}(ctx)")
+        lines = [f"f = {i}", *_value_lines(c, str(i), consts, _RAISE_MISSING)]
         if ck is not None:
             consts[f"K{i}"] = ck
             body += [f"    v = cache.get(K{i}, _MISS)", "    if v is _MISS:"]
@@ -166,6 +177,88 @@ def compile_row(columns: list[CompiledColumn], cache_keys: list[str | None],
     namespace = dict(consts)
     exec(compile(src, "<docshift row>", "exec"), namespace)  # noqa: S102
     fn = namespace["row"]
+    fn.__doc__ = src
+    return fn
+
+
+def compile_document(feeds: list[CompiledFeed]) -> DocumentFunction | None:
+    """One function building every row of a document for the feeds of one stream, along
+    the happy path only; None when the stream's feeds are out of its reach (a key pattern,
+    a ``where``, a catch-all, an unnest of ``$`` or through an array position).
+
+    The function takes (document, source key, doc id) and gives the rows per table that
+    ``StreamPlan.build`` gives, or None, and then ``build`` reads the document the full way:
+    whenever the document is not an object, a value fails (a missing required value, a
+    conversion that raises), or an unnested container is not an array (or absent). Each
+    row is the tuple the feed's row function makes. A value read by several feeds (the
+    same path, type and nullability, not depending on an element) is converted once, as the
+    per-document cache does; so is every per-document value of an unnested feed.
+    ``tests/transform/test_plain_differential.py`` requires identical results both ways.
+    """
+    if not feeds or any(f.patterns is not None or f.where or f.extra for f in feeds):
+        return None
+    if any(f.unnest is not None and (not f.unnest_segments
+                                     or any(x.isdecimal() for x in f.unnest_segments))
+           for f in feeds):
+        return None
+    consts: dict[str, Any] = {"_EMPTY": _EMPTY, "_walk": walk_path,
+                              "ConversionError": ConversionError,
+                              "captures": {}, "ekey": None}
+    body = ["if type(doc) is not dict:", "    return None", "d = doc", "rows = {}"]
+    if any(not is_plain(c) and not c.item_dependent for f in feeds for c in f.columns):
+        body.append("ctx = (doc, key, captures, None, 0, None, None)")
+    body.append("try:")
+    shared: dict[Any, str] = {}
+    lists: dict[str, str] = {}
+    for n, feed in enumerate(feeds):
+        lines: list[str] = []
+        names: list[str] = []
+        for i, c in enumerate(feed.columns):
+            var = f"a{n}_{i}"
+            names.append(var)
+            if c.item_dependent:
+                continue
+            if is_plain(c) and c.share_key in shared:
+                lines.append(f"{var} = {shared[c.share_key]}")
+                continue
+            lines += _value_lines(c, f"{n}_{i}", consts, "return None")
+            lines.append(f"{var} = v")
+            if is_plain(c):
+                shared[c.share_key] = var
+        out = lists.get(feed.table)
+        if out is None:
+            out = lists[feed.table] = f"r{len(lists)}"
+            consts[f"T{out}"] = feed.table
+            lines.append(f"{out} = rows[T{out}] = []")
+        row = f"{out}.append(({', '.join(names)}, key, docid))"
+        if feed.unnest is None:
+            lines.append(row)
+        else:
+            segs = list(feed.unnest_segments or ())
+            lines.append(f"box = d.get({segs[0]!r})")
+            for seg in segs[1:]:
+                # an unnest path through anything but objects: the full way decides
+                lines += ["if box is not None:", "    if type(box) is not dict:",
+                          "        return None", f"    box = box.get({seg!r})"]
+            inner = []
+            if any(c.path.startswith("$item.") for c in feed.columns):
+                inner.append("it = item if type(item) is dict else _EMPTY")
+            if any(not is_plain(c) and c.item_dependent for c in feed.columns):
+                inner.append("ctx = (doc, key, captures, item, idx, None, None)")
+            for i, c in enumerate(feed.columns):
+                if c.item_dependent:
+                    inner += _value_lines(c, f"{n}_{i}", consts, "return None")
+                    inner.append(f"a{n}_{i} = v")
+            inner.append(row)
+            lines += ["if box is not None:", "    if type(box) is not list:",
+                      "        return None", "    for idx, item in enumerate(box):"]
+            lines += [f"        {x}" for x in inner]
+        body += [f"    {x}" for x in lines]
+    body += ["except Exception:", "    return None", "return rows"]
+    src = "def document(doc, key, docid):\n" + "\n".join(f"    {x}" for x in body) + "\n"
+    namespace = dict(consts)
+    exec(compile(src, "<docshift document>", "exec"), namespace)  # noqa: S102
+    fn = namespace["document"]
     fn.__doc__ = src
     return fn
 

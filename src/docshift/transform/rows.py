@@ -22,7 +22,15 @@ from docshift.errors import ConversionError
 from docshift.sources.base import SourceDocument, UnreadableDocument
 from docshift.spec.check import resolve_reference, source_path
 from docshift.spec.model import FeedSpec, Mapping, TableSpec, map_key, pattern_regex
-from docshift.transform.codegen import RowFunction, compile_row, is_plain, unforeseen, walk_path
+from docshift.transform.codegen import (
+    DocumentFunction,
+    RowFunction,
+    compile_document,
+    compile_row,
+    is_plain,
+    unforeseen,
+    walk_path,
+)
 from docshift.transform.convert import (
     ConvertOptions,
     FastPath,
@@ -206,6 +214,10 @@ class StreamPlan:
     _checks: dict[tuple[int, ...], Check] = field(default_factory=dict)
     _extra: bool | None = None
     """Whether some feed keeps a catch-all column (decided at the first document)."""
+    document: DocumentFunction | None = None
+    """Every row of a document in one call, along the happy path (``codegen.
+    compile_document``); None where the stream's feeds are out of its reach, or to build
+    every document the full way."""
 
     @property
     def tables(self) -> list[str]:
@@ -219,6 +231,10 @@ class StreamPlan:
         document's :class:`Rejection`.
         """
         doc = sdoc.doc
+        if self.document is not None:
+            out = self._happy(sdoc, doc_id)
+            if out is not None:
+                return out
         if type(doc) is UnreadableDocument:
             out = DocumentRows()
             out.rejection = Rejection(None, "unreadable", printable_text(doc.reason))
@@ -282,6 +298,24 @@ class StreamPlan:
             return out
         except Exception as exc:  # noqa: BLE001 - one document never stops a run
             return _rejected(exc, table)
+
+    def _happy(self, sdoc: SourceDocument, doc_id: int) -> DocumentRows | None:
+        """:meth:`build` by :attr:`document` (every feed matches: none has a key pattern or a
+        ``where``); None: build it the full way."""
+        assert self.document is not None
+        key = sdoc.key
+        if not (key.isascii() and "\x00" not in key):
+            return None  # the hidden key column takes a printable form of it
+        rows = self.document(sdoc.doc, key, doc_id)
+        if rows is None:
+            return None
+        out = DocumentRows(rows)
+        if self.report_unmapped:
+            try:
+                self._unmapped_fields(out, sdoc.doc, list(range(len(self.feeds))), None)
+            except Exception:  # noqa: BLE001 - the full way makes it the document's rejection
+                return None
+        return out
 
     def _unmapped_fields(self, out: DocumentRows, doc: Any, matched: list[int],
                          spans: dict[int, tuple[int, int]] | None) -> None:
@@ -808,6 +842,7 @@ def _share_document_values(plan: StreamPlan) -> None:
             else:
                 keys.append(None)
         feed.row = compile_row(feed.columns, keys, feed.extra)
+    plan.document = compile_document(plan.feeds)
 
 
 def summarize_unmapped(counter: Counter[str]) -> list[tuple[str, int]]:
