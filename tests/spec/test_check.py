@@ -226,3 +226,14 @@ def test_check_mapping_returns_sentences_and_find_problems_their_places() -> Non
     assert problem.loc == ("tables", "contacts", "columns", "email", "type")
     assert check_mapping(m) == [problem.message]
     assert problem.message.startswith("table 'contacts', column 'email': unknown type 'strng'")
+
+
+def test_a_table_without_columns_is_a_problem_of_the_mapping() -> None:
+    # it used to pass, then the loader's generated code failed to compile (a traceback)
+    text = ("version: 1\nsource: {kind: json, path: .}\ntables:\n  t:\n    from: c\n"
+            "    columns: {}\n")
+    found = problems(text)
+    assert len(found) == 1, found
+    assert found[0].startswith("m.yaml:6: "), found
+    assert "table 't': it has no columns" in found[0], found
+    assert "add at least one" in found[0], found

@@ -71,6 +71,9 @@ def _check_table(m: Mapping, tname: str, table: TableSpec, kv: bool) -> list[Pro
         problems.append(Problem(here, f"{where}: the name is not a plain PostgreSQL identifier "
                                 "(letters, digits and _, not starting with a digit, at most "
                                 "63 characters); rename the table"))
+    if not table.columns:
+        problems.append(Problem((*here, "columns"), f"{where}: it has no columns; add at least "
+                                "one (e.g. 'id: {type: uuid, from: _id}'), or remove the table"))
     names = list(table.columns)
     for cname, col in table.columns.items():
         problems += _check_column(m, tname, table, cname, col)

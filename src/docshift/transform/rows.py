@@ -304,7 +304,7 @@ class StreamPlan:
         ``where``); None: build it the full way."""
         assert self.document is not None
         key = sdoc.key
-        if not (key.isascii() and "\x00" not in key):
+        if type(key) is not str or not key.isascii() or "\x00" in key:
             return None  # the hidden key column takes a printable form of it
         rows = self.document(sdoc.doc, key, doc_id)
         if rows is None:
