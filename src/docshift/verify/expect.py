@@ -137,7 +137,7 @@ class _Column:
     enum: list[Any] | None
     max_length: int | None
     type: str = ""
-    """The column's type as written (columns of one type and path read one value alike)."""
+    """The column's type, as SQL (columns of one type and path read one value alike)."""
     fast: FastPath | None = None
     """The common case of ``convert``, for :mod:`docshift.verify.compiled` to inline."""
     get: Getter = field(init=False)
