@@ -65,6 +65,8 @@ def id_to_key(value: Any) -> str:
     A string holding NUL, undecodable bytes or lone surrogates is escaped
     (:func:`~docshift.sources.base.key_text`), so that every key fits a PostgreSQL ``text``.
     """
+    if type(value) is ObjectId:
+        return value.binary.hex()  # str(value), without its Python-level hexlify
     if isinstance(value, str):
         return key_text(value)
     if isinstance(value, ObjectId):
