@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from docshift._gc import collector_paused
 from docshift.errors import DocshiftError
 from docshift.sources import open_source
 from docshift.spec.model import Mapping
@@ -69,17 +70,10 @@ def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
     Only the plan of the unit's stream is compiled; ``plans`` (stream → plan, for one
     mapping) keeps it for the next unit of the same stream that this process loads.
     """
-    # The row builder allocates millions of small tuples and creates no reference cycles;
-    # the cyclic garbage collector would rescan every live batch again and again (it costs
-    # more than building the rows). It is paused here and run once per batch instead.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    # the collector is paused while loading and run every FULL_GC_EVERY batches instead
+    with collector_paused():
         return _run_unit(m, dsn, run_id, unit, batch_size, should_stop, report, on_wait,
                          {} if plans is None else plans)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,

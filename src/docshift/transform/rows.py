@@ -218,6 +218,8 @@ class StreamPlan:
     """Every row of a document in one call, along the happy path (``codegen.
     compile_document``); None where the stream's feeds are out of its reach, or to build
     every document the full way."""
+    _every_feed: list[int] = field(default_factory=list)
+    """The index of every feed: the ones a document matches when :attr:`document` built it."""
 
     @property
     def tables(self) -> list[str]:
@@ -312,7 +314,7 @@ class StreamPlan:
         out = DocumentRows(rows)
         if self.report_unmapped:
             try:
-                self._unmapped_fields(out, sdoc.doc, list(range(len(self.feeds))), None)
+                self._unmapped_fields(out, sdoc.doc, self._every_feed, None)
             except Exception:  # noqa: BLE001 - the full way makes it the document's rejection
                 return None
         return out
@@ -843,6 +845,7 @@ def _share_document_values(plan: StreamPlan) -> None:
                 keys.append(None)
         feed.row = compile_row(feed.columns, keys, feed.extra)
     plan.document = compile_document(plan.feeds)
+    plan._every_feed = list(range(len(plan.feeds)))
 
 
 def summarize_unmapped(counter: Counter[str]) -> list[tuple[str, int]]:

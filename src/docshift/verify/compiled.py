@@ -23,7 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from docshift.verify.expect import _MISSING, StreamReader, _Column, _Feed, _read_fields
+from docshift.verify.expect import (
+    _MISSING,
+    _NO_CAPTURES,
+    StreamReader,
+    _Column,
+    _Feed,
+    _read_fields,
+)
 
 Fast = Callable[[Any, str], "dict[str, list[tuple[Any, ...]]] | None"]
 """(document, key) → rows per table, or None: let the interpreter read this one."""
@@ -38,7 +45,7 @@ def compile_reader(reader: StreamReader) -> Fast | None:
     if any(f.unnest not in (None, "$") and not _plain_path(f.unnest) for f in feeds):
         return None
     env: dict[str, Any] = {"_read_fields": _read_fields, "_VALUE": StreamReader._value,
-                           "_MISSING": _MISSING, "_NO_CAPTURES": {}}
+                           "_MISSING": _MISSING, "_NO_CAPTURES": _NO_CAPTURES}
     lines = ["def fast(d, key):",
              "    if type(d) is not dict and type(d) is not list:",
              "        return None",
@@ -175,8 +182,8 @@ def _fields(obj: str, segs: list[str], name: str, env: dict[str, Any]) -> str:
     reads it) and a path of one or two field names."""
     if len(segs) == 1:
         return f"{obj}.get({segs[0]!r})"
-    env[name] = segs[1:]
     if len(segs) == 2:
+        env[name] = segs[1:]
         return (f"(_o.get({segs[1]!r}) if type(_o := {obj}.get({segs[0]!r})) is dict "
                 f"else _read_fields(_o, {name}))")
     env[name] = segs

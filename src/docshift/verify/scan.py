@@ -18,10 +18,11 @@ import queue
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from docshift._gc import collector_paused
 from docshift.errors import DocshiftError
 from docshift.spec.model import Mapping
 from docshift.verify.expect import FILTERED, IGNORED, LOADED, REJECTED, UNMATCHED, StreamReader
@@ -191,13 +192,9 @@ def scan(m: Mapping, dsn: str, part: Part, entries: Entries, sample: int, seed: 
             sink(i, bytes(enc.buffer))
             enc.buffer.clear()
 
-    src = open_source(m.source, dsn)
-    # as the loader's workers do (run.worker.run_unit): the documents and rows make no
-    # reference cycles, and the cyclic collector would rescan the live ones again and again;
-    # paused, with a full collection every GC_EVERY documents for the rare cycle
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    # the collector is paused while reading, as in the loader's workers, and run every
+    # GC_EVERY documents instead
+    with collector_paused(), closing(open_source(m.source, dsn)) as src:
         stream = src.stream(part.stream)
         past = getattr(stream, "past", None)
         base = part.prefix << ORDINAL_BITS
@@ -265,10 +262,6 @@ def scan(m: Mapping, dsn: str, part: Part, entries: Entries, sample: int, seed: 
                 res.unmatched += 1
             if part.end is not None and sdoc.position == part.end:
                 break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-        src.close()
     for i, enc in enumerate(encoders):
         if enc.buffer:
             sink(i, bytes(enc.buffer))
