@@ -206,6 +206,18 @@ def probe() -> None:
             print(f"  {what:<30} silently → {ctx.finish().column(0).to_pylist()[0]!r}")
         except (TypeError, OverflowError, ValueError) as exc:
             print(f"  {what:<30} raises {type(exc).__name__}: {exc}")
+    # Without a schema the decoder infers one, a field's type from its first value: does a
+    # later value of another type come out as NULL (which a second pass could compare)?
+    first = {"int64": 7, "list<string>": ["y"], "struct": {"c": "y"}}
+    later = [("1.5 (double)", "int64", 1.5), ("true", "int64", True),
+             ("a string", "list<string>", "x"), ("a string", "struct", "x"),
+             ("null", "struct", None)]
+    print("decoder inferring the schema (no schema given), first value of the right type:")
+    for what, kind, value in later:
+        ctx = PyMongoArrowContext(None)
+        ctx.process_bson_stream(bson.encode({"v": first[kind]}) + bson.encode({"v": value}))
+        got = ctx.finish().column("v").to_pylist()[1]
+        print(f"  {what + ' into ' + kind:<30} → {got!r}")
 
 
 def main() -> None:
