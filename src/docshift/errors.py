@@ -87,7 +87,10 @@ PREVIEW_CHARS = 80
 
 def preview(value: object) -> str:
     """A short, printable rendering of ``value`` for error messages."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # nested deeper than repr can go
+        return f"a {type(value).__name__} nested too deeply to show"
     if len(text) > PREVIEW_CHARS:
         text = text[: PREVIEW_CHARS - 1] + "…"
     return text

@@ -149,3 +149,32 @@ def test_tables_with_different_key_patterns_read_their_own_captures() -> None:
     res = p.build(SourceDocument("a:1:2", {}, "a:1:2"))
     assert res.rows["a"][0][0] == "1:2"
     assert res.rows["b"][0][0] == "2"
+
+
+ARRAY_COLUMN = """
+source: {kind: json, path: x}
+tables:
+  people:
+    from: people
+    primary_key: id
+    columns:
+      id: {type: text, from: _id}
+      tags: {type: "text[]", from: tags}
+"""
+
+
+def test_a_value_nested_too_deeply_to_show_is_a_rejection() -> None:
+    # a value nested near the interpreter's recursion limit: its message cannot repr it
+    v: object = "x"
+    for _ in range(995):
+        v = [v]
+    for depth in range(3):  # the same however deep in the stack build is called
+        res = _nested_call(depth, lambda: plan(ARRAY_COLUMN).build(
+            SourceDocument("k", {"_id": "k", "tags": v}, "1")))
+        assert res.rejection is not None
+        assert res.rejection.error_class == "wrong_type"
+        assert res.rows == {}
+
+
+def _nested_call(depth: int, fn):
+    return fn() if depth == 0 else _nested_call(depth - 1, fn)
