@@ -134,3 +134,34 @@ def test_float_sums_agree_whatever_the_order_of_their_terms() -> None:
     assert _close(forward, backward)
     assert not _close(0.6, 0.61)
     assert _close(float("nan"), float("nan"))
+
+
+NESTED_UNNEST = """
+source: {kind: json, path: ./x}
+tables:
+  tags:
+    from: c
+    unnest: items.tags
+    columns:
+      tag: {type: text, from: $item}
+"""
+
+
+def test_an_unnest_path_through_an_array_is_rejected_as_the_loader_rejects_it() -> None:
+    from docshift.transform.rows import compile_streams
+
+    m = parse_mapping(NESTED_UNNEST, "m.yaml")
+    through = doc("1", {"_id": 1, "items": [{"tags": ["a", "b"]}]})
+    loaded = compile_streams(m)["c"].build(through)
+    assert loaded.rejection is not None
+    assert (loaded.rejection.error_class, loaded.rejection.field) == ("wrong_type",
+                                                                      "items.tags")
+    fine = doc("2", {"_id": 2, "items": {"tags": ["a", "b"]}})
+    absent = doc("3", {"_id": 3, "other": 1})
+    for compiled in (True, False):
+        r = StreamReader(m, "c", compiled=compiled)
+        got = r.read(through)
+        assert (got.outcome, got.error_class, got.field) == (REJECTED, "wrong_type",
+                                                             "items.tags"), compiled
+        assert r.read(fine).rows == {"tags": [("a",), ("b",)]}
+        assert (r.read(absent).outcome, r.read(absent).rows) == (LOADED, {"tags": []})

@@ -103,8 +103,16 @@ def _feed_lines(reader: StreamReader, n: int, feed: _Feed, env: dict[str, Any],
             names.append(v)
         body.append(f"out.append(({', '.join(names)},))")
     else:
-        body += ["box = d" if feed.unnest == "$" else
-                 f"box = {_fields('d', feed.unnest.split('.'), f'_U{n}', env)}",
+        if feed.unnest == "$":
+            box = "d"
+        elif "." in feed.unnest:
+            # the reader's own container read: a path through an array raises, and the
+            # interpreter rejects the document
+            env[f"_U{n}"] = feed.container
+            box = f"_U{n}(d, key, _NO_CAPTURES, _MISSING, 0, None)"
+        else:
+            box = f"d.get({feed.unnest!r})"
+        body += [f"box = {box}",
                  "if box is not None:",
                  "    if type(box) is not list:",
                  "        return None",

@@ -175,7 +175,35 @@ class _Feed:
 
     def __post_init__(self) -> None:
         self.readers = [(c, c.get, c.convert, c.plain) for c in self.columns]
-        self.container = _getter(self.unnest) if self.unnest is not None else None
+        self.container = _container(self.unnest) if self.unnest is not None else None
+
+
+def _container(unnest: str) -> Getter:
+    """How a feed reads the container it unnests: as a column reads a path, except that a
+    path running through an array (``items.tags`` where ``items`` is one) rejects the
+    document, as the loader does (nested unnest is not supported; docs/mapping.md)."""
+    if unnest == "$":
+        return _getter(unnest)
+    segs = (unnest[2:] if unnest.startswith("$.") else unnest).split(".")
+
+    def read(doc: Any, key: Any, cap: Any, item: Any, i: int, entry: Any) -> Any:
+        value = doc
+        for n, seg in enumerate(segs):
+            if isinstance(value, dict):
+                value = value.get(seg)
+            elif isinstance(value, list) and seg.isdecimal():
+                value = value[int(seg)] if int(seg) < len(value) else None
+            elif isinstance(value, list):
+                raise _Reject(unnest, "wrong_type",
+                              f"unnest path {unnest!r} runs through "
+                              f"{'.'.join(segs[:n])!r}, which is an array")
+            else:
+                return None
+            if value is None:
+                return None
+        return value
+
+    return read
 
 
 class _Reject(Exception):
