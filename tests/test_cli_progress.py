@@ -53,6 +53,7 @@ def test_not_a_terminal_gives_timestamped_lines(crm: tuple[Manifest, Path], dsn:
     assert re.search(r"^run \d+ done: [\d,]+ documents", text, re.M)
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_quiet_and_verbose(crm: tuple[Manifest, Path], dsn: str, make_dsn) -> None:
     _, source = crm
     quiet = _run(dsn, source, "--quiet")
@@ -67,6 +68,7 @@ def test_quiet_and_verbose(crm: tuple[Manifest, Path], dsn: str, make_dsn) -> No
     assert both.returncode == 2 and "not both" in both.stderr
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_terminal_progress_fits_80_columns(crm: tuple[Manifest, Path], dsn: str) -> None:
     manifest, source = crm
     leader, follower = pty.openpty()

@@ -73,6 +73,7 @@ def test_summary_on_screen_and_in_json(crm: Manifest, dsn: str, tmp_path: Path) 
     assert summary["documents_per_second"] > 0
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_summary_written_when_the_run_was_already_complete(crm: Manifest,
                                                            tmp_path: Path) -> None:
     first = tmp_path / "first.json"

@@ -50,7 +50,8 @@ def assert_matches(dsn: str, m: Manifest, schema: str = "public") -> None:
 
 @pytest.mark.parametrize(("fmt", "scale", "seed", "edge", "bad", "workers"), [
     ("mongodump", 0.5, 1, False, 0.0, 1),
-    ("mongodump-gz", 0.3, 2, True, 0.1, 2),
+    # slow: keeps the default suite under 5 minutes (CI runs it with --slow)
+    pytest.param("mongodump-gz", 0.3, 2, True, 0.1, 2, marks=pytest.mark.slow),
     pytest.param("mongodump-gz", 1.0, 2, True, 0.1, 2, marks=pytest.mark.slow),
     ("mongoexport", 0.3, 3, False, 0.2, 1),
 ])
@@ -72,7 +73,7 @@ def test_crm_example_loads_exactly_the_manifest(dsn: str, tmp_path: Path, fmt: s
 
 @pytest.mark.parametrize(("scale", "seed", "edge", "bad"), [
     (0.3, 4, False, 0.0),
-    (0.5, 5, True, 0.1),
+    pytest.param(0.5, 5, True, 0.1, marks=pytest.mark.slow),  # as above
 ])
 def test_kv_example_loads_exactly_the_manifest(dsn: str, tmp_path: Path, scale: float,
                                                seed: int, edge: bool, bad: float) -> None:

@@ -17,6 +17,7 @@ runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_crm_example_queries_and_index_proposals(dsn: str, tmp_path: Path) -> None:
     dump = tmp_path / "dump"
     generate_crm(str(dump), scale=1, seed=1)

@@ -72,6 +72,7 @@ def check_kv(tmp_path: Path, make_dsn, monkeypatch: pytest.MonkeyPatch, scale: f
     compare(example, a, inferred, b, bad_data=bad_rate > 0)
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_crm_relations_match_the_example(tmp_path: Path, make_dsn,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     check_crm(tmp_path, make_dsn, monkeypatch, 0.5, 0.0)

@@ -111,6 +111,7 @@ def tables(dsn: str) -> dict[str, int]:
                 for t in expected_rows()}
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_a_run_on_a_local_cluster_loads_every_unit_once_and_finalizes(
         tmp_path: Path, dsn: str, distributed: object) -> None:
     dump = write_dump(tmp_path / "dump", 400, 300)

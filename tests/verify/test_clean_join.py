@@ -34,6 +34,7 @@ def _reports(m: Any, dsn: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, An
     return fast, slow, len(settled)
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_clean_tables_settled_by_the_full_join_report_the_same(
         dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     m = migrated_crm(dsn, tmp_path, monkeypatch, bad_rate=0.05)

@@ -8,6 +8,7 @@ from typing import Any
 
 import bson
 import psycopg
+import pytest
 from bson import ObjectId
 
 from docshift.run.migrate import RunOptions, migrate
@@ -81,6 +82,7 @@ def test_worker_processes_give_the_same_report(dsn: str, tmp_path: Path) -> None
     assert led.documents == 600 and led.balanced and led.quarantined == quarantined[0]
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_worker_processes_find_faults(dsn: str, tmp_path: Path) -> None:
     m = _migrated(tmp_path, dsn)
     with psycopg.connect(dsn) as conn:

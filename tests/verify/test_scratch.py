@@ -59,6 +59,7 @@ def test_compared_side_by_side_in_a_scratch_schema_dropped_after(
     assert _scratch_schemas(dsn) == []
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_scratch_schema_dropped_when_a_part_fails(dsn: str, tmp_path: Path) -> None:
     m = _migrated(tmp_path, dsn)
     bson_file = tmp_path / "dump" / "things.bson"
@@ -70,6 +71,7 @@ def test_scratch_schema_dropped_when_a_part_fails(dsn: str, tmp_path: Path) -> N
     assert _scratch_schemas(dsn) == []
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_scratch_schema_dropped_when_a_comparison_fails(
         dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     m = _migrated(tmp_path, dsn)
@@ -137,6 +139,7 @@ def test_without_create_privilege_temporary_tables_serve(
         (c.layer, c.table, c.name, c.status, c.actual) for c in alone.checks]
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_scratch_schema_dropped_when_interrupted_while_reading(
         dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ctrl_c: None) -> None:
     m = _migrated(tmp_path, dsn)
