@@ -25,6 +25,7 @@ value becomes; it only finds the values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import median_high
 
 import numpy as np
 
@@ -415,7 +416,7 @@ def main() -> None:
         for lo, hi, _s, _e in spans:
             bson.decode_all(data[lo:hi])
         decode_s.append(time.process_time() - t0)
-    med = sorted(scan_s)[len(scan_s) // 2], sorted(decode_s)[len(decode_s) // 2]
+    med = median_high(scan_s), median_high(decode_s)
     print(f"{n:,} Users documents, {args.batch:,} per batch, median of {args.repeat}:")
     print(f"  numpy scan       {med[0]:.3f} s CPU  {med[0] / n * 1e6:6.2f} us/doc")
     print(f"  bson.decode_all  {med[1]:.3f} s CPU  {med[1] / n * 1e6:6.2f} us/doc")
@@ -459,7 +460,7 @@ def json_route(data: bytes, ends: list[int], repeat: int) -> None:
         to_json.append(t1 - t0)
         from_json.append(t2 - t1)
         assert table.num_rows == len(docs)
-    a, b = sorted(to_json)[len(to_json) // 2], sorted(from_json)[len(from_json) // 2]
+    a, b = median_high(to_json), median_high(from_json)
     n = len(docs)
     print(f"  bsonjs.dumps     {a:.3f} s CPU  {a / n * 1e6:6.2f} us/doc")
     print(f"  pyarrow JSON     {b:.3f} s CPU  {b / n * 1e6:6.2f} us/doc  (read_json, schema)")
