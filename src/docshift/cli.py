@@ -352,6 +352,10 @@ def run(
         "--scheduler", metavar="ADDRESS|local:N", help="With --executor dask: the Dask "
         "scheduler's address (tcp://host:8786), or local:N to start a cluster of N worker "
         "processes here (default local:<--workers>).")] = None,
+    columnar: Annotated[bool, typer.Option(
+        "--columnar/--no-columnar", help="Build the rows of mongodump sources in columns "
+        "where the mapping allows (needs pip install \"docshift[fast]\"); --no-columnar "
+        "builds every row one document at a time. The result is the same.")] = True,
 ) -> None:
     """Migrate (or resume migrating) the source into the target."""
     from contextlib import ExitStack
@@ -379,7 +383,7 @@ def run(
         tables_of = {s: p.tables for s, p in compile_streams(m).items()}
         opts = RunOptions(workers=workers, batch_size=batch_size, restart=restart,
                           max_errors=max_errors, split_min_docs=split_min_docs,
-                          executor=executor, scheduler=scheduler)
+                          executor=executor, scheduler=scheduler, columnar=columnar)
         with RichUI(console, tables_of, mapping=m, quiet=quiet, verbose=verbose,
                     log=log) as ui, _ctrl_c_stops(ui) as stop:
             res = migrate(m, d, opts, ui, stop)

@@ -140,6 +140,7 @@ class RichUI(UI):
         self.planned = False
         self.unit_estimates: dict[str, int] = {}
         self.started_units: set[str] = set()
+        self.paths_told: set[str] = set()  # streams whose row building --verbose told
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -249,6 +250,11 @@ class RichUI(UI):
     def _progress(self, p: StreamProgress) -> None:
         s = self._stream(p.stream)
         if p.kind == "start":
+            path = getattr(p, "path", None)
+            if path and s.name not in self.paths_told:
+                self.paths_told.add(s.name)
+                self._detail(f"{s.name}: rows built in columns" if path == "columnar" else
+                             f"{s.name}: rows built one document at a time ({path})")
             self.started_units.add(p.stream)
             if not self.planned:
                 s.units += 1
@@ -310,6 +316,17 @@ class RichUI(UI):
                 self.bars.console.print(f"[dim]{escape(stream)} → {escape(', '.join(tables))}[/]",
                                         highlight=False, soft_wrap=True)
 
+    def _detail(self, text: str) -> None:
+        """A line for --verbose and the log file only."""
+        if self.verbose and not self.quiet:
+            if self.live:
+                self.bars.console.print(f"[dim]{escape(text)}[/]", highlight=False)
+            else:
+                self._plain(text)
+        elif self.log is not None:
+            self.log.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} {text}\n")
+            self.log.flush()
+
     def step(self, name: str) -> None:
         with self.lock:
             waiting = ": waiting for a lock" in name
@@ -318,15 +335,7 @@ class RichUI(UI):
                 return
             self.steps += 1
             self.step_name = name
-            if self.verbose and not self.quiet:
-                if self.live:
-                    self.bars.console.print(f"[dim]finalize: {escape(name)}[/]",
-                                            highlight=False)
-                else:
-                    self._plain(f"finalize: {name}")
-            elif self.log is not None:
-                self.log.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} finalize: {name}\n")
-                self.log.flush()
+            self._detail(f"finalize: {name}")
             if self.final_task is not None:
                 total = max(self.steps_total, self.steps)
                 self.bars.update(self.final_task, total=total, completed=self.steps,

@@ -87,6 +87,7 @@ class InProcess:
 
     def __init__(self, m: Mapping, dsn: str, opts: RunOptions) -> None:
         self.m, self.dsn, self.batch_size = m, dsn, opts.batch_size
+        self.columnar = opts.columnar
 
     def run(self, run_id: int, units: list[Unit], on_progress: Callable[[Progress], None],
             stop: threading.Event, ui: UI) -> None:
@@ -94,7 +95,8 @@ class InProcess:
         plans: dict = {}  # the units of one stream share its compiled plan
         for u in units:
             if not run_unit(self.m, self.dsn, run_id, u, self.batch_size, stop.is_set,
-                            on_progress, on_wait=ui.message, plans=plans):
+                            on_progress, on_wait=ui.message, plans=plans,
+                            columnar=self.columnar):
                 break
 
     def shutdown(self) -> None:
@@ -118,7 +120,7 @@ class LocalPool:
         self.stop = ctx.Event()
         self.procs = [ctx.Process(target=_worker_process, daemon=True,
                                   args=(m, dsn, opts.batch_size, self.tasks, self.reports,
-                                        self.stop, os.getpid()))
+                                        self.stop, os.getpid(), opts.columnar))
                       for _ in range(workers)]
         for p in self.procs:
             p.start()
@@ -246,6 +248,7 @@ class DaskExecutor:
     def __init__(self, m: Mapping, dsn: str, opts: RunOptions) -> None:
         distributed = _import_distributed()
         self.m, self.dsn, self.batch_size = m, dsn, opts.batch_size
+        self.columnar = opts.columnar
         scheduler = opts.scheduler or f"{LOCAL_SCHEDULER_PREFIX}{max(1, opts.workers)}"
         n_local = local_cluster_size(scheduler)
         self.cluster = None
@@ -289,7 +292,7 @@ class DaskExecutor:
         stopped = d.Event(f"{channel}-stop", client=self.client)
         futures = {
             self.client.submit(load_unit_task, self.m, self.dsn, run_id, u, self.batch_size,
-                               channel, key=f"{channel}-{u.name}", pure=False,
+                               channel, self.columnar, key=f"{channel}-{u.name}", pure=False,
                                retries=LEASE_RETRIES): u
             for u in units}
 
@@ -357,7 +360,7 @@ class UnitLeaseTaken(Exception):
 
 
 def load_unit_task(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
-                   channel: str) -> str | tuple[str, str, str | None]:
+                   channel: str, columnar: bool = True) -> str | tuple[str, str, str | None]:
     """The body of a unit's Dask task: ``run_unit`` with the cluster's stop and reports.
 
     Returns "done" or "stopped", or ("error", message, hint) for an error a retry cannot
@@ -386,7 +389,8 @@ def load_unit_task(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: in
         reports.put(["message", text])
 
     try:
-        done = run_unit(m, dsn, run_id, unit, batch_size, should_stop, report, on_wait=message)
+        done = run_unit(m, dsn, run_id, unit, batch_size, should_stop, report, on_wait=message,
+                        columnar=columnar)
     except LeaseLost as exc:
         raise UnitLeaseTaken(exc.message, exc.hint) from None
     except DocshiftError as exc:

@@ -64,6 +64,9 @@ class RunOptions:
     scheduler: str | None = None
     """With ``executor="dask"``: a scheduler address (``tcp://host:8786``) or ``local:N``
     for a LocalCluster of N worker processes (default ``local:<workers>``)."""
+    columnar: bool = True
+    """Build rows through the columnar path where it applies (``transform.columnar``);
+    False: every document through the row path."""
 
 
 @dataclass

@@ -7,21 +7,23 @@ stopping never leaves a partial batch behind.
 
 from __future__ import annotations
 
+import bisect
 import gc
 import os
 import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import psycopg
 
 from docshift._gc import collector_paused
 from docshift.errors import DocshiftError
-from docshift.sources import open_source
+from docshift.sources import SourceDocument, open_source
 from docshift.spec.model import Mapping
 from docshift.target.connect import connect
 from docshift.target.load import load_batch, table_copies
@@ -34,7 +36,15 @@ from docshift.target.state import (
     set_estimate,
     take_unit_lease,
 )
-from docshift.transform.convert import adapt_connection
+from docshift.transform.columnar import (
+    COLUMNAR_ITEM,
+    COLUMNAR_ROWS,
+    ColumnarDecoder,
+    ColumnarPart,
+    NotColumnar,
+    compile_columnar,
+)
+from docshift.transform.convert import adapt_connection, convert_options
 from docshift.transform.rows import StreamPlan, compile_streams
 
 
@@ -49,6 +59,8 @@ class Progress:
     rejected: int = 0
     estimate: int | None = None
     reject_classes: dict[str, int] | None = None
+    path: str | None = None
+    """With ``start``: how the unit's rows are built (``columnar``, or why not)."""
 
 
 Report = Callable[[Progress], None]
@@ -60,7 +72,7 @@ FULL_GC_EVERY = 20
 def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
              should_stop: Callable[[], bool], report: Report,
              on_wait: Callable[[str], None] | None = None,
-             plans: dict[str, StreamPlan] | None = None) -> bool:
+             plans: dict[str, StreamPlan] | None = None, columnar: bool = True) -> bool:
     """Load ``unit`` from its checkpoint to its end; False if stopped before the end.
 
     The unit is loaded under its lease (held on the loading connection for as long as it
@@ -69,18 +81,22 @@ def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
 
     Only the plan of the unit's stream is compiled; ``plans`` (stream → plan, for one
     mapping) keeps it for the next unit of the same stream that this process loads.
+    ``columnar``: load through the columnar path where it applies
+    (:mod:`docshift.transform.columnar`); False: every document through the row path.
     """
     # the collector is paused while loading and run every FULL_GC_EVERY batches instead
     with collector_paused():
         return _run_unit(m, dsn, run_id, unit, batch_size, should_stop, report, on_wait,
-                         {} if plans is None else plans)
+                         {} if plans is None else plans, columnar)
 
 
 def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
               should_stop: Callable[[], bool], report: Report,
-              on_wait: Callable[[str], None] | None, plans: dict[str, StreamPlan]) -> bool:
+              on_wait: Callable[[str], None] | None, plans: dict[str, StreamPlan],
+              columnar: bool) -> bool:
     stream = unit.name
     plan = stream_plan(m, unit.source_stream, plans)
+    decoder = columnar_decoder(m, plan) if columnar else None
     copies = table_copies(m, plan)
     source = open_source(m.source, dsn)
     try:
@@ -100,9 +116,13 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
                 estimate = s.estimate_count() if unit.start is None and unit.end is None else (
                     unit_estimate(s, unit))
                 set_estimate(conn, run_id, stream, estimate)
+            columnar_here = decoder is not None and hasattr(s, "read_runs")
+            path = "columnar" if columnar_here else (
+                "--no-columnar" if not columnar else plan.columnar_reason
+                or f"{m.source.kind} sources are read one document at a time")
             report(Progress(stream, "start", docs=cp.docs_read, estimate=estimate,
-                            rows=dict(cp.rows_written or {}), rejected=cp.docs_rejected))
-            batch = []
+                            rows=dict(cp.rows_written or {}), rejected=cp.docs_rejected,
+                            path=path))
             started = time.perf_counter()
             after = cp.position if cp.position is not None else unit.start
             end = unit.end
@@ -111,29 +131,21 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
                 raise DocshiftError(f"work unit {stream}: checkpoint {after!r} lies beyond "
                                     f"the unit's end {end!r}; the source changed",
                                     hint="Re-run with --restart.")
-            for sdoc in s.read(after=after):
-                if end is not None and past(sdoc.position, end):
-                    # the end document vanished from a live source: never read into the
-                    # next unit's range
+            if columnar_here:
+                batches = _columnar_batches(s, decoder, plan, unit, cp, after, end, batch_size)
+            else:
+                batches = _row_batches(s, plan, unit, cp, after, end, batch_size)
+            for batch, part, last in batches:
+                # the unit's last batch also marks it done, in the same transaction
+                cp.done = last
+                _flush(conn, m, run_id, unit, batch, copies, cp, started, report, part)
+                started = time.perf_counter()
+                if last:
                     break
-                batch.append((sdoc, plan.build(sdoc, doc_id(unit.number,
-                                                             cp.docs_read + len(batch)))))
-                last = end is not None and sdoc.position == end
-                if len(batch) >= batch_size or last:
-                    # the unit's last batch also marks it done, in the same transaction
-                    cp.done = last
-                    _flush(conn, m, run_id, unit, batch, copies, cp, started, report)
-                    batch = []
-                    started = time.perf_counter()
-                    if last:
-                        break
-                    if should_stop():
-                        report(Progress(stream, "stopped"))
-                        return False
-            if batch:
-                cp.done = True
-                _flush(conn, m, run_id, unit, batch, copies, cp, started, report)
-            elif not cp.done:
+                if should_stop():
+                    report(Progress(stream, "stopped"))
+                    return False
+            if not cp.done:
                 finished = Checkpoint(**{**cp.__dict__, "done": True})
                 save_checkpoint(conn, run_id, finished, cp)
                 cp.done = True
@@ -141,6 +153,99 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
             return True
     finally:
         source.close()
+
+
+Batch = tuple[list[Any], ColumnarPart | None, bool]
+"""One batch to commit: its documents in order (``load.Item``), the rows the columnar path
+built for some of them (their items are placeholders), and whether it ends the unit."""
+
+
+def _row_batches(s: Any, plan: StreamPlan, unit: Unit, cp: Checkpoint, after: str | None,
+                 end: str | None, batch_size: int) -> Iterator[Batch]:
+    """The unit's batches, every document built by the row path (``StreamPlan.build``)."""
+    past = getattr(s, "past", None)
+    batch: list[Any] = []
+    for sdoc in s.read(after=after):
+        if end is not None and past(sdoc.position, end):
+            # the end document vanished from a live source: never read into the next
+            # unit's range
+            break
+        batch.append((sdoc, plan.build(sdoc, doc_id(unit.number, cp.docs_read + len(batch)))))
+        last = end is not None and sdoc.position == end
+        if len(batch) >= batch_size or last:
+            yield batch, None, last
+            batch = []
+            if last:
+                return
+    if batch:
+        yield batch, None, True
+
+
+def _columnar_batches(s: Any, decoder: ColumnarDecoder, plan: StreamPlan, unit: Unit,
+                      cp: Checkpoint, after: str | None, end: str | None,
+                      batch_size: int) -> Iterator[Batch]:
+    """The unit's batches, its documents read in runs of raw BSON: the columnar path
+    builds the rows of those it can, the row path the others (see ``ColumnarPart``)."""
+    end_at = None if end is None else int(end)
+    batch: list[Any] = []
+    part = ColumnarPart(decoder)
+
+    def ready() -> Batch:
+        nonlocal batch, part
+        part.finish(batch, plan, doc_id(unit.number, cp.docs_read))
+        out = (batch, part, False)
+        batch, part = [], ColumnarPart(decoder)
+        return out
+
+    for piece in s.read_runs(after=after):
+        if type(piece) is SourceDocument:  # a damaged region: the row path quarantines it
+            at = int(piece.position)
+            if end_at is not None and at > end_at:
+                break
+            batch.append((piece, plan.build(piece, doc_id(unit.number,
+                                                          cp.docs_read + len(batch)))))
+            last = end_at is not None and at == end_at
+            if len(batch) >= batch_size or last:
+                b, p, _ = ready()
+                yield b, p, last
+                if last:
+                    return
+            continue
+        ends = piece.ends
+        count = len(ends)
+        last_here = False
+        if end_at is not None:
+            count = bisect.bisect_right(ends, end_at - piece.base)
+            last_here = count > 0 and piece.base + ends[count - 1] == end_at
+        i = 0
+        while i < count:
+            j = min(count, i + batch_size - len(batch))
+            part.add(piece, i, j, len(batch))
+            batch.extend(repeat(COLUMNAR_ITEM, j - i - 1))
+            batch.append((SourceDocument("", None, piece.position(j - 1)), COLUMNAR_ROWS))
+            i = j
+            last = last_here and i == count
+            if len(batch) >= batch_size or last:
+                b, p, _ = ready()
+                yield b, p, last
+                if last:
+                    return
+        if count < len(ends):
+            break  # past the unit's end
+    if batch:
+        b, p, _ = ready()
+        yield b, p, True
+
+
+def columnar_decoder(m: Mapping, plan: StreamPlan) -> ColumnarDecoder | None:
+    """The columnar decoder of ``plan``'s stream (kept on the plan), or None where the
+    columnar path does not apply (``plan.columnar_reason`` says why)."""
+    if plan.columnar is None:
+        try:
+            plan.columnar = ColumnarDecoder(compile_columnar(m, plan), convert_options(m.options))
+        except NotColumnar as exc:
+            plan.columnar, plan.columnar_reason = False, str(exc)
+    return plan.columnar or None
 
 
 def stream_plan(m: Mapping, stream: str, plans: dict[str, StreamPlan]) -> StreamPlan:
@@ -163,10 +268,11 @@ def unit_estimate(s: object, unit: Unit) -> int | None:
 
 
 def _flush(conn: psycopg.Connection, m: Mapping, run_id: int, unit: Unit, batch: list,
-           copies: dict, cp, started: float, report: Report) -> None:
+           copies: dict, cp, started: float, report: Report,
+           part: ColumnarPart | None = None) -> None:
     stream = unit.name
     result = load_batch(conn, run_id, unit, batch, copies, cp,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, part)
     report(Progress(stream, "batch", docs=len(batch), rows=result.rows,
                     rejected=result.rejected, reject_classes=result.reject_classes))
     n = len(batch)
@@ -214,7 +320,7 @@ def exit_with_parent(parent_pid: int) -> None:
 
 
 def worker_main(m: Mapping, dsn: str, batch_size: int, tasks: Any, reports: Any,
-                 stop: Any, parent_pid: int) -> None:
+                 stop: Any, parent_pid: int, columnar: bool = True) -> None:
     """The body of a ``--workers`` process: load units from ``tasks`` until told to stop.
 
     It lives here rather than in ``run.migrate`` so that a worker imports only the load
@@ -235,7 +341,7 @@ def worker_main(m: Mapping, dsn: str, batch_size: int, tasks: Any, reports: Any,
         run_id, unit = task
         try:
             run_unit(m, dsn, run_id, unit, batch_size, stop.is_set, reports.put,
-                     on_wait=message, plans=plans)
+                     on_wait=message, plans=plans, columnar=columnar)
         except DocshiftError as exc:
             reports.put(("error", unit.name, exc.message, exc.hint))
             return

@@ -240,11 +240,20 @@ class MongodumpStream:
 
     def read(self, after: str | None = None) -> Iterator[SourceDocument]:
         """Yield the documents in file order, starting after byte offset ``after``."""
+        for piece in self.read_runs(after):
+            if type(piece) is RawRun:
+                yield from piece.decoded()
+            else:
+                yield piece  # type: ignore[misc]
+
+    def read_runs(self, after: str | None = None) -> Iterator[RawRun | SourceDocument]:
+        """What :meth:`read` yields, but each run of soundly framed documents undecoded, as
+        a :class:`RawRun` (for the columnar path); damaged regions as their documents."""
         offset = _parse_offset(self.path, after)
         with _open(self.path) as f:
             try:
                 self._seek(f, offset)
-                yield from self._read_from(f, offset)
+                yield from self._runs_from(f, offset)
             except (OSError, EOFError) as exc:
                 raise SourceError(
                     f"cannot read {self.path}: {exc}",
@@ -275,10 +284,9 @@ class MongodumpStream:
             hint="the file changed since the checkpoint was written; run again with --restart",
         )
 
-    def _read_from(self, f: IO[bytes], offset: int) -> Iterator[SourceDocument]:
+    def _runs_from(self, f: IO[bytes], offset: int) -> Iterator[RawRun | SourceDocument]:
         name = self.name
         file = self.path.name
-        opts = CODEC_OPTIONS
         # Ordinals only matter for documents without _id; after a resume the count of the
         # entries before `offset` is computed lazily, the first time one is needed.
         ordinal_base: int | None = 0 if offset == 0 else None
@@ -294,22 +302,11 @@ class MongodumpStream:
 
         for piece in self._pieces(f, offset):
             if type(piece) is _Run:
-                docs = piece.decode_all(opts)
-                if docs is not None:
-                    base = piece.base
-                    for doc, end in zip(docs, piece.ends, strict=True):
-                        ordinal += 1
-                        if "_id" in doc:
-                            key = id_to_key(doc["_id"])
-                        else:
-                            key = document_key(doc, name, before() + ordinal)
-                        yield SourceDocument(key, doc, str(base + end))
-                    continue
-                entries: Iterator[tuple[int, bytes, str | None]] = piece.documents()
+                yield RawRun(self, piece, ordinal, before)
+                ordinal += len(piece.ends)
             else:
-                entries = iter((piece,))
-            yield from self._entries(entries, name, file, before, ordinal)
-            ordinal += (len(piece.ends) if type(piece) is _Run else 1)
+                yield from self._entries(iter((piece,)), name, file, before, ordinal)
+                ordinal += 1
 
     def _entries(self, entries: Iterator[tuple[int, bytes, str | None]], name: str, file: str,
                  before: Callable[[], int], ordinal: int) -> Iterator[SourceDocument]:
@@ -517,6 +514,66 @@ class _Run:
         for end in self.ends:
             yield self.base + start, self.buf[start:end], None
             start = end
+
+
+class RawRun:
+    """Documents one after the other in a buffer, soundly framed but not decoded yet: the
+    columnar path scans them as they are (``buf[start:ends[0]]``, ``buf[ends[0]:ends[1]]``,
+    …); :meth:`document` and :meth:`decoded` give them as :meth:`MongodumpStream.read`
+    does."""
+
+    __slots__ = ("_before", "_ordinal", "_run", "_stream")
+
+    def __init__(self, stream: MongodumpStream, run: _Run, ordinal: int,
+                 before: Callable[[], int]) -> None:
+        self._stream, self._run, self._ordinal, self._before = stream, run, ordinal, before
+
+    @property
+    def buf(self) -> bytes:
+        return self._run.buf
+
+    @property
+    def base(self) -> int:
+        """The file offset of ``buf[0]``."""
+        return self._run.base
+
+    @property
+    def start(self) -> int:
+        return self._run.start
+
+    @property
+    def ends(self) -> list[int]:
+        return self._run.ends
+
+    def position(self, i: int) -> str:
+        """The position of the ``i``-th document (the byte offset just after it)."""
+        return str(self._run.base + self._run.ends[i])
+
+    def document(self, i: int) -> SourceDocument:
+        """The ``i``-th document, decoded as :meth:`MongodumpStream.read` yields it."""
+        run = self._run
+        start = run.ends[i - 1] if i else run.start
+        entry = (run.base + start, run.buf[start:run.ends[i]], None)
+        s = self._stream
+        return next(s._entries(iter((entry,)), s.name, s.path.name, self._before,
+                               self._ordinal + i))
+
+    def decoded(self) -> Iterator[SourceDocument]:
+        """Every document of the run, decoded (all in one call when they all decode)."""
+        run, s = self._run, self._stream
+        docs = run.decode_all(CODEC_OPTIONS)
+        if docs is None:
+            yield from s._entries(run.documents(), s.name, s.path.name, self._before,
+                                  self._ordinal)
+            return
+        base, ordinal, name = run.base, self._ordinal, s.name
+        for doc, end in zip(docs, run.ends, strict=True):
+            ordinal += 1
+            if "_id" in doc:
+                key = id_to_key(doc["_id"])
+            else:
+                key = document_key(doc, name, self._before() + ordinal)
+            yield SourceDocument(key, doc, str(base + end))
 
 
 def _decodes(data: bytes) -> bool:

@@ -31,6 +31,7 @@ from docshift.target.state import (
     write_rejects,
     write_unmatched,
 )
+from docshift.transform.columnar import ColumnarPart
 from docshift.transform.convert import adapt_uuid_wire, printable_text, to_extended_json
 from docshift.transform.rows import DocumentRows, StreamPlan, column_types
 
@@ -107,17 +108,25 @@ Item = tuple[SourceDocument, DocumentRows]
 
 
 def load_batch(conn: psycopg.Connection, run_id: int, unit: Unit, items: list[Item],
-               copies: dict[str, TableCopy], cp: Checkpoint, seconds: float) -> BatchResult:
+               copies: dict[str, TableCopy], cp: Checkpoint, seconds: float,
+               part: ColumnarPart | None = None) -> BatchResult:
     """Commit one batch and move ``cp`` past it (``cp`` is updated in place on success).
 
     The i-th item is the unit's document number ``cp.docs_read + i``; its rows already
-    carry that doc_id (see ``StreamPlan.build``).
+    carry that doc_id (see ``StreamPlan.build``). With ``part``, the rows of the documents
+    whose items are placeholders come from the columnar path; if PostgreSQL refuses any row
+    of the batch, those documents are built by the row path and the batch is loaded again,
+    so that the refused documents are found and quarantined as always.
     """
     good = [it for it in items if it[1].rejection is None and it[1].matched]
     try:
         with conn.transaction():
-            result = _commit(conn, run_id, unit, items, good, [], copies, cp, seconds)
+            result = _commit(conn, run_id, unit, items, good, [], copies, cp, seconds,
+                             part=part)
     except _RefusedCopy as exc:
+        if part is not None and part.slices:
+            part.materialize(items)
+            return load_batch(conn, run_id, unit, items, copies, cp, seconds)
         if not isinstance(exc.error, (*_CLIENT_ERRORS, psycopg.errors.DataError,
                                       psycopg.errors.IntegrityError,
                                       psycopg.errors.ProgrammingError,
@@ -171,6 +180,20 @@ def _copy(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCo
                     raise _RefusedCopy(table, exc) from exc
 
 
+def _copy_columnar(conn: psycopg.Connection, part: ColumnarPart,
+                   copies: dict[str, TableCopy]) -> None:
+    table = ""
+    with conn.cursor() as cur:
+        try:
+            for table, payload in part.payloads():
+                with cur.copy(copies[table].statement) as copy:
+                    copy.write(payload)
+        except psycopg.errors.OperationalError:
+            raise
+        except (psycopg.DatabaseError, *_CLIENT_ERRORS) as exc:
+            raise _RefusedCopy(table, exc) from exc
+
+
 def _isolate(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCopy],
              bad: list[tuple[Item, str, str, str]]) -> list[Item]:
     """Load what PostgreSQL accepts, bisecting inside savepoints; collect the refused."""
@@ -201,12 +224,15 @@ def _snake(name: str) -> str:
 def _commit(conn: psycopg.Connection, run_id: int, unit: Unit, items: list[Item],
             good: list[Item], bad: list[tuple[Item, str, str, str]],
             copies: dict[str, TableCopy], cp: Checkpoint, seconds: float,
-            copied: bool = False) -> BatchResult:
+            copied: bool = False, part: ColumnarPart | None = None) -> BatchResult:
     source = unit.source_stream
     first = doc_id(unit.number, cp.docs_read)
     if not copied:
         _copy(conn, good, copies)
     result = BatchResult()
+    if part is not None:
+        _copy_columnar(conn, part, copies)
+        result.rows.update(part.rows)
     rejects: list[tuple[Any, ...]] = []
     unmatched: list[str] = []
     unmapped: dict[str, tuple[int, str]] = {}

@@ -220,6 +220,10 @@ class StreamPlan:
     every document the full way."""
     _every_feed: list[int] = field(default_factory=list)
     """The index of every feed: the ones a document matches when :attr:`document` built it."""
+    columnar: Any = None
+    """The stream's columnar decoder once worked out (``run.worker.columnar_decoder``);
+    False where the columnar path does not apply, and then ``columnar_reason`` says why."""
+    columnar_reason: str | None = None
 
     @property
     def tables(self) -> list[str]:
