@@ -352,10 +352,11 @@ def run(
         "--scheduler", metavar="ADDRESS|local:N", help="With --executor dask: the Dask "
         "scheduler's address (tcp://host:8786), or local:N to start a cluster of N worker "
         "processes here (default local:<--workers>).")] = None,
-    columnar: Annotated[bool, typer.Option(
+    columnar: Annotated[bool | None, typer.Option(
         "--columnar/--no-columnar", help="Build the rows of mongodump sources in columns "
-        "where the mapping allows (needs pip install \"docshift[fast]\"); --no-columnar "
-        "builds every row one document at a time. The result is the same.")] = True,
+        "where the mapping allows (needs pip install \"docshift[fast]\"; by default for "
+        "streams of 20,000 documents or more); --no-columnar builds every row one "
+        "document at a time. The result is the same.", show_default=False)] = None,
 ) -> None:
     """Migrate (or resume migrating) the source into the target."""
     from contextlib import ExitStack

@@ -42,7 +42,7 @@ def _strict(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_test_install_has_the_columnar_path() -> None:
     # the test extra installs it: every other test here would prove nothing without it
-    assert columnar.AVAILABLE
+    assert columnar.available()
 
 
 def snapshot(dsn: str) -> dict[str, Any]:

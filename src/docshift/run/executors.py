@@ -360,7 +360,7 @@ class UnitLeaseTaken(Exception):
 
 
 def load_unit_task(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
-                   channel: str, columnar: bool = True) -> str | tuple[str, str, str | None]:
+                   channel: str, columnar: bool | None = None) -> str | tuple[str, str, str | None]:
     """The body of a unit's Dask task: ``run_unit`` with the cluster's stop and reports.
 
     Returns "done" or "stopped", or ("error", message, hint) for an error a retry cannot

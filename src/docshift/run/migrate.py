@@ -64,9 +64,10 @@ class RunOptions:
     scheduler: str | None = None
     """With ``executor="dask"``: a scheduler address (``tcp://host:8786``) or ``local:N``
     for a LocalCluster of N worker processes (default ``local:<workers>``)."""
-    columnar: bool = True
-    """Build rows through the columnar path where it applies (``transform.columnar``);
-    False: every document through the row path."""
+    columnar: bool | None = None
+    """True: build rows through the columnar path where it applies (``transform.columnar``);
+    False: every document through the row path; None: the columnar path for units large
+    enough to repay its imports (``run.worker.COLUMNAR_MIN_DOCS``)."""
 
 
 @dataclass

@@ -43,6 +43,7 @@ from docshift.transform.columnar import (
     ColumnarPart,
     NotColumnar,
     compile_columnar,
+    imported,
 )
 from docshift.transform.convert import adapt_connection, convert_options
 from docshift.transform.rows import StreamPlan, compile_streams
@@ -72,7 +73,7 @@ FULL_GC_EVERY = 20
 def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
              should_stop: Callable[[], bool], report: Report,
              on_wait: Callable[[str], None] | None = None,
-             plans: dict[str, StreamPlan] | None = None, columnar: bool = True) -> bool:
+             plans: dict[str, StreamPlan] | None = None, columnar: bool | None = None) -> bool:
     """Load ``unit`` from its checkpoint to its end; False if stopped before the end.
 
     The unit is loaded under its lease (held on the loading connection for as long as it
@@ -81,8 +82,9 @@ def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
 
     Only the plan of the unit's stream is compiled; ``plans`` (stream → plan, for one
     mapping) keeps it for the next unit of the same stream that this process loads.
-    ``columnar``: load through the columnar path where it applies
-    (:mod:`docshift.transform.columnar`); False: every document through the row path.
+    ``columnar``: True, load through the columnar path where it applies
+    (:mod:`docshift.transform.columnar`); False, every document through the row path; None,
+    the columnar path for a unit of at least :data:`COLUMNAR_MIN_DOCS` documents.
     """
     # the collector is paused while loading and run every FULL_GC_EVERY batches instead
     with collector_paused():
@@ -93,10 +95,9 @@ def run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
 def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
               should_stop: Callable[[], bool], report: Report,
               on_wait: Callable[[str], None] | None, plans: dict[str, StreamPlan],
-              columnar: bool) -> bool:
+              columnar: bool | None) -> bool:
     stream = unit.name
     plan = stream_plan(m, unit.source_stream, plans)
-    decoder = columnar_decoder(m, plan) if columnar else None
     copies = table_copies(m, plan)
     source = open_source(m.source, dsn)
     try:
@@ -116,10 +117,8 @@ def _run_unit(m: Mapping, dsn: str, run_id: int, unit: Unit, batch_size: int,
                 estimate = s.estimate_count() if unit.start is None and unit.end is None else (
                     unit_estimate(s, unit))
                 set_estimate(conn, run_id, stream, estimate)
-            columnar_here = decoder is not None and hasattr(s, "read_runs")
-            path = "columnar" if columnar_here else (
-                "--no-columnar" if not columnar else plan.columnar_reason
-                or f"{m.source.kind} sources are read one document at a time")
+            decoder, path = _row_building(m, plan, s, columnar, estimate)
+            columnar_here = decoder is not None
             report(Progress(stream, "start", docs=cp.docs_read, estimate=estimate,
                             rows=dict(cp.rows_written or {}), rejected=cp.docs_rejected,
                             path=path))
@@ -237,6 +236,27 @@ def _columnar_batches(s: Any, decoder: ColumnarDecoder, plan: StreamPlan, unit: 
         yield b, p, True
 
 
+COLUMNAR_MIN_DOCS = 20_000
+"""Fewest documents in a unit for which the columnar path is chosen by default: its
+libraries take about 0.4 s of CPU to import in each process, which it wins back only on
+some ten thousand documents (unless they are imported already)."""
+
+
+def _row_building(m: Mapping, plan: StreamPlan, s: Any, columnar: bool | None,
+                  estimate: int | None) -> tuple[ColumnarDecoder | None, str]:
+    """The unit's columnar decoder (None: the row path) and, for --verbose, which it is."""
+    if columnar is False:
+        return None, "--no-columnar"
+    if not hasattr(s, "read_runs"):
+        return None, f"{m.source.kind} sources are read one document at a time"
+    if (columnar is None and not imported() and estimate is not None
+            and estimate < COLUMNAR_MIN_DOCS):
+        return None, (f"fewer than {COLUMNAR_MIN_DOCS:,} documents; --columnar builds them "
+                      "in columns")
+    decoder = columnar_decoder(m, plan)
+    return decoder, "columnar" if decoder is not None else str(plan.columnar_reason)
+
+
 def columnar_decoder(m: Mapping, plan: StreamPlan) -> ColumnarDecoder | None:
     """The columnar decoder of ``plan``'s stream (kept on the plan), or None where the
     columnar path does not apply (``plan.columnar_reason`` says why)."""
@@ -320,7 +340,7 @@ def exit_with_parent(parent_pid: int) -> None:
 
 
 def worker_main(m: Mapping, dsn: str, batch_size: int, tasks: Any, reports: Any,
-                 stop: Any, parent_pid: int, columnar: bool = True) -> None:
+                 stop: Any, parent_pid: int, columnar: bool | None = None) -> None:
     """The body of a ``--workers`` process: load units from ``tasks`` until told to stop.
 
     It lives here rather than in ``run.migrate`` so that a worker imports only the load

@@ -46,18 +46,39 @@ from docshift.transform.rows import (
     column_types,
 )
 
-try:  # the optional parts of the columnar path
-    import numpy as np
-    import pgpq
-    import pyarrow as pa
-    import pyarrow.compute as pc
+# the optional parts of the columnar path, imported by available() (0.4 s of imports that
+# a small run would not win back)
+np: Any = None
+pa: Any = None
+pc: Any = None
+pgpq: Any = None
+_bsonscan: Any = None
 
-    from docshift import _bsonscan
-except ImportError:  # pragma: no cover - exercised where the extra is not installed
-    np = pa = pc = pgpq = _bsonscan = None  # type: ignore[assignment]
 
-AVAILABLE = _bsonscan is not None
-"""Whether the columnar path's scanner and libraries are installed."""
+def available() -> bool:
+    """Whether the columnar path's scanner and libraries are installed; imports them."""
+    global np, pa, pc, pgpq, _bsonscan, _HEX
+    if _bsonscan is None:
+        try:
+            import numpy
+            import pgpq as encoder
+            import pyarrow
+            import pyarrow.compute
+
+            from docshift import _bsonscan as scanner
+        except ImportError:
+            return False
+        np, pa, pc, pgpq = numpy, pyarrow, pyarrow.compute, encoder
+        _HEX = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)),
+                             dtype=np.uint8).reshape(256, 2)
+        _bsonscan = scanner
+    return True
+
+
+def imported() -> bool:
+    """Whether :func:`available` has imported them already (in this process)."""
+    return _bsonscan is not None
+
 
 # BSON element types this module reads
 DOUBLE, STRING, DOCUMENT, ARRAY, OBJECTID, BOOL, DATETIME, NULL, INT32, INT64 = (
@@ -156,8 +177,9 @@ class ColumnarPlan:
 
 def compile_columnar(m: Mapping, plan: StreamPlan) -> ColumnarPlan:
     """The columnar form of ``plan``; raises :class:`NotColumnar` saying what it lacks."""
-    if not AVAILABLE:
-        raise NotColumnar("numpy, pyarrow and pgpq are not installed")
+    if not available():
+        raise NotColumnar('numpy, pyarrow, pgpq or the compiled scanner are not installed '
+                          '(pip install "docshift[fast]" on a machine with a C compiler)')
     if m.source.kind != "mongodump":
         raise NotColumnar("only mongodump sources are read in columns")
     if plan.kv:
@@ -706,8 +728,8 @@ class _Elements:
         return _Values(self.b, kinds != 0, kinds, r[:, at + 1], r[:, at + 2])
 
 
-_HEX = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)),
-                     dtype=np.uint8).reshape(256, 2) if np is not None else None
+_HEX: Any = None
+"""The two hex digits of each byte value (set by :func:`available`)."""
 
 
 def _hex_keys(oids: Any) -> Any:
