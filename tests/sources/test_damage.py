@@ -84,6 +84,26 @@ def test_corrupt_length_in_the_middle_resynchronises(tmp_path: Path, file: str) 
     check_resume_everywhere(docs, tmp_path / "db", "c")
 
 
+@pytest.mark.parametrize("last", [5, {"city": "Brno"}, [{"_id": 7, "a": 1}]])
+def test_the_valid_bson_inside_a_damaged_document_is_not_taken_for_a_document(
+        tmp_path: Path, last: Any) -> None:
+    # the damaged document ends with an int32 of 5 (its last bytes are the empty document
+    # 05 00 00 00 00), a subdocument, or an array of subdocuments with ids: none of them
+    # may come out as a document of its own
+    docs_in = [{"_id": i, "name": f"user {i}", "last": last} for i in range(6)]
+    parts = encode(docs_in)
+    damaged = bytearray(parts[2])
+    damaged[0:4] = struct.pack("<i", 10**9)
+    parts[2] = bytes(damaged)
+    write(tmp_path / "db" / "c.bson", b"".join(parts))
+    docs = read(tmp_path / "db", "c")
+    assert len(docs) == 6
+    assert [d.doc for d in docs if not isinstance(d.doc, UnreadableDocument)] == (
+        docs_in[:2] + docs_in[3:])
+    assert docs[2].doc.raw == parts[2]
+    check_resume_everywhere(docs, tmp_path / "db", "c")
+
+
 def test_garbage_that_never_resynchronises_runs_to_the_end(tmp_path: Path) -> None:
     parts = encode([{"_id": 1}, {"_id": 2}])
     garbage = b"\xff" * 300

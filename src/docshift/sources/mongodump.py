@@ -585,21 +585,36 @@ def _decodes(data: bytes) -> bool:
 
 
 def _plausible(buf: bytes, q: int) -> bool:
-    """Whether a sound document starts at ``buf[q]``, followed by a sound length or the end."""
+    """Whether a sound document starts at ``buf[q]``, followed by the end or by a sound
+    length, and by a sound document when it lies within reach (see below).
+
+    The bytes of a damaged document hold shorter valid BSON: each subdocument, and the
+    empty document ``05 00 00 00 00`` that ends every document whose last value is an
+    int32 of 5. An empty document is never a start (a collection's documents have an
+    ``_id``), and a subdocument is followed by the bytes of its parent, not by a document.
+    """
     n = len(buf)
     if q + 4 > n:
         return False
     (length,) = _INT32.unpack_from(buf, q)
     end = q + length
-    if length < 5 or length > MAX_DOCUMENT_BYTES or end > n or buf[end - 1]:
+    if length <= 5 or length > MAX_DOCUMENT_BYTES or end > n or buf[end - 1]:
         return False
     if not _decodes(buf[q:end]):
         return False
     # Only bytes within MAX_DOCUMENT_BYTES + 4 of q decide, so that the answer is the same
     # whichever offset reading started from.
+    reach = q + MAX_DOCUMENT_BYTES + 4
     if end + 4 <= n:
         (following,) = _INT32.unpack_from(buf, end)
-        return 5 <= following <= MAX_DOCUMENT_BYTES
+        if not 5 <= following <= MAX_DOCUMENT_BYTES:
+            return False
+        after = end + following
+        if after <= reach:
+            # the caller holds at least that much unless the file ends: a document that
+            # would run past the end of the file does not follow a document
+            return after <= n and not buf[after - 1] and _decodes(buf[end:after])
+        return True
     return end == n
 
 
