@@ -154,6 +154,37 @@ def test_rollback_before_finalization_removes_only_loaded_rows(
     assert snapshot(conn) == before
 
 
+@pytest.mark.parametrize("when", ["before the run", "after the run"])
+@pytest.mark.parametrize("action", ["ON DELETE CASCADE", "ON DELETE SET NULL", ""])
+def test_rollback_never_takes_a_users_row_along_through_a_foreign_key(
+        existing: Path, dsn: str, conn: psycopg.Connection, when: str, action: str) -> None:
+    # a table of the user's references a user docshift loads: deleting the loaded user
+    # would delete or change the user's row (or fail on the foreign key)
+    loaded_user = objectid_to_uuid(oid(1, 5))
+    conn.execute("CREATE TABLE notes (id int PRIMARY KEY, user_id uuid, text text)")
+    note = ("INSERT INTO notes VALUES (1, %s, 'mine')", (loaded_user,))
+    if when == "before the run":
+        conn.execute(*note)
+    conn.execute(f"ALTER TABLE notes ADD FOREIGN KEY (user_id) REFERENCES users (id) {action}"
+                 " NOT VALID")
+    m = load_mapping(existing)
+    migrate(m, dsn, RunOptions())
+    if when == "after the run":
+        conn.execute(*note)
+    users = sorted(conn.execute("SELECT * FROM users").fetchall())
+    res = runner.invoke(app, ["rollback", "-c", str(existing), "--dsn", dsn, "--yes"])
+    assert res.exit_code == 1, res.output
+    assert "notes" in res.output and "Nothing was removed" in res.output, res.output
+    assert "Traceback" not in res.output
+    assert conn.execute("SELECT user_id, text FROM notes").fetchall() == [(loaded_user, "mine")]
+    assert sorted(conn.execute("SELECT * FROM users").fetchall()) == users
+    # once the user deals with the row, rollback restores the target as it was
+    conn.execute("DELETE FROM notes")
+    res = runner.invoke(app, ["rollback", "-c", str(existing), "--dsn", dsn, "--yes"])
+    assert res.exit_code == 0, res.output
+    assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 1
+
+
 def test_restart_in_existing_mode_keeps_rows_docshift_did_not_load(
         existing: Path, dsn: str, conn: psycopg.Connection) -> None:
     m = load_mapping(existing)

@@ -188,7 +188,13 @@ def _has_column(conn: psycopg.Connection, schema: str, table: str, column: str) 
 
 
 def _remove_loaded(conn: psycopg.Connection, m: Mapping) -> list[str]:
-    """Delete the rows docshift loaded, children first."""
+    """Delete the rows docshift loaded, children first.
+
+    Before each table's rows go, the foreign keys of other rows that reference them are
+    checked: a cascade would delete or change rows docshift did not load (the user's), and
+    any other action would refuse the delete, so either way nothing is removed and a
+    TargetError names the foreign key.
+    """
     schema = m.target.schema_
     loaded = {t: (name, orjson.loads(d or "{}")) for t, name, d in objects(conn, "loaded")}
     done = []
@@ -197,29 +203,78 @@ def _remove_loaded(conn: psycopg.Connection, m: Mapping) -> list[str]:
             continue
         q = qualified(schema, t)
         if _has_column(conn, schema, t, SOURCE_DOC_COLUMN):
-            n = conn.execute(sql.SQL("DELETE FROM {} WHERE {} IS NOT NULL").format(
-                q, sql.Identifier(SOURCE_DOC_COLUMN))).rowcount
-        elif t in loaded:
+            mine = sql.SQL("{} IS NOT NULL").format(sql.Identifier(SOURCE_DOC_COLUMN))
+        elif t in loaded and loaded[t][1].get("columns"):
             name, d = loaded[t]
-            state = sql.SQL("docshift.{}").format(sql.Identifier(name))
-            if d.get("columns"):
-                cols = sql.SQL(", ").join(map(sql.Identifier, d["columns"]))
-                n = conn.execute(sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT {} FROM {})")
-                                 .format(q, cols, cols, state)).rowcount
-            else:
-                # no key: as many rows of each loaded image as were loaded
-                n = conn.execute(sql.SQL(
-                    "WITH want AS (SELECT image, count(*) AS n FROM {s} GROUP BY image), "
-                    "cand AS (SELECT t.ctid AS rid, to_jsonb(t) AS image, row_number() OVER "
-                    "(PARTITION BY to_jsonb(t) ORDER BY t.ctid) AS rn FROM {q} t) "
-                    "DELETE FROM {q} t USING cand c JOIN want w ON w.image = c.image "
-                    "WHERE t.ctid = c.rid AND c.rn <= w.n").format(s=state, q=q)).rowcount
+            cols = sql.SQL(", ").join(map(sql.Identifier, d["columns"]))
+            mine = sql.SQL("({}) IN (SELECT {} FROM docshift.{})").format(
+                cols, cols, sql.Identifier(name))
+        elif t in loaded:
+            # no key: as many rows of each loaded image as were loaded
+            state = sql.SQL("docshift.{}").format(sql.Identifier(loaded[t][0]))
+            _refuse_referenced(conn, schema, t, None)
+            n = conn.execute(sql.SQL(
+                "WITH want AS (SELECT image, count(*) AS n FROM {s} GROUP BY image), "
+                "cand AS (SELECT t.ctid AS rid, to_jsonb(t) AS image, row_number() OVER "
+                "(PARTITION BY to_jsonb(t) ORDER BY t.ctid) AS rn FROM {q} t) "
+                "DELETE FROM {q} t USING cand c JOIN want w ON w.image = c.image "
+                "WHERE t.ctid = c.rid AND c.rn <= w.n").format(s=state, q=q)).rowcount
+            done.append(f"removed {n:,} row(s) docshift loaded from {schema}.{t}")
+            continue
         else:
             done.append(f"kept every row of {schema}.{t}: no record of which rows docshift "
                         "loaded")
             continue
+        _refuse_referenced(conn, schema, t, mine)
+        n = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(q, mine)).rowcount
         done.append(f"removed {n:,} row(s) docshift loaded from {schema}.{t}")
     return done
+
+
+def _regclass_text(conn: psycopg.Connection, schema: str, table: str) -> str:
+    return conn.execute("SELECT to_regclass(%s)::text",
+                        (f'"{schema}"."{table}"',)).fetchone()[0]  # type: ignore[index]
+
+
+_FK_ACTIONS = {"c": "ON DELETE CASCADE would delete them", "n": "ON DELETE SET NULL would "
+               "change them", "d": "ON DELETE SET DEFAULT would change them"}
+
+
+def _refuse_referenced(conn: psycopg.Connection, schema: str, table: str,
+                       mine: sql.Composable | None) -> None:
+    """Raise TargetError when rows that remain (docshift did not load them: their loaded
+    children are deleted first) reference rows of ``table`` matching ``mine`` (None: any
+    row) through a foreign key."""
+    fks = conn.execute(
+        "SELECT c.conname, c.conrelid::regclass::text, c.confdeltype, "
+        "  array(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, i) "
+        "        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n "
+        "        ORDER BY k.i), "
+        "  array(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, i) "
+        "        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n "
+        "        ORDER BY k.i) "
+        "FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = to_regclass(%s)",
+        (f'"{schema}"."{table}"',)).fetchall()
+    for name, child, action, cols, pcols in fks:
+        parent = qualified(schema, table)
+        where = sql.SQL("") if mine is None else sql.SQL(" WHERE ") + mine
+        # a table's reference to its own loaded rows goes with them
+        own = (sql.SQL(" AND NOT ({})").format(mine)
+               if mine is not None and child == _regclass_text(conn, schema, table)
+               else sql.SQL(""))
+        n = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE ({}) IN (SELECT {} FROM {}{}){}")
+                         .format(sql.SQL(child), sql.SQL(", ").join(map(sql.Identifier, cols)),
+                                 sql.SQL(", ").join(map(sql.Identifier, pcols)), parent, where,
+                                 own)).fetchone()[0]  # type: ignore[index]
+        if n:
+            effect = _FK_ACTIONS.get(action, "the foreign key forbids deleting what they "
+                                     "reference")
+            raise TargetError(
+                f"rollback would remove rows of {schema}.{table} that {n:,} row(s) of {child} "
+                f"reference through foreign key {name}, and docshift did not load those "
+                f"rows: {effect}. Nothing was removed.",
+                hint=f"Delete or re-point those rows of {child} yourself if they should go, "
+                "then run rollback again.")
 
 
 def _restore_dropped(conn: psycopg.Connection) -> list[str]:
