@@ -58,3 +58,25 @@ def test_rejects_json_and_export_together_is_a_usage_error(mapping: Path,
     assert res.exit_code == 2
     assert "error: give --json or --export, not both" in res.output
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_export_keeps_a_number_too_large_for_64_bits_as_it_is(tmp_path: Path, dsn: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    big = "123456789012345678901234567890"
+    (src / "things.jsonl").write_text(
+        '{"_id": {"$oid": "5f0000000000000000000001"}, "n": 1}\n'
+        f'{{"_id": {{"$oid": "5f0000000000000000000002"}}, "n": {big}}}\n'
+        '{"_id": {"$oid": "5f0000000000000000000003"}, "n": "x"}\n')
+    mapping = tmp_path / "docshift.yaml"
+    mapping.write_text(f'source: {{kind: json, path: "{src}"}}\ntarget: {{dsn: "{dsn}"}}\n'
+                       "tables:\n  things:\n    from: things\n    primary_key: id\n"
+                       "    columns:\n      id: {type: uuid, from: _id}\n      n: bigint\n")
+    assert runner.invoke(app, ["run", "-c", str(mapping)]).exit_code == 3
+    out = tmp_path / "r.jsonl"
+    res = runner.invoke(app, ["rejects", "-c", str(mapping), "--export", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2
+    assert f'"n":{big}' in lines[0].replace(" ", "")
+    assert json.loads(lines[0])["document"]["n"] == int(big)

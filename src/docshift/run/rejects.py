@@ -73,12 +73,15 @@ def export_rejects(conn: psycopg.Connection, path: Path, removals: bool = False)
         cur = conn.cursor(name="rejects_export") if not conn.autocommit else conn.cursor()
         cur.execute(
             "SELECT source, source_key, table_name, stage, field, error_class, message, "
-            "document FROM docshift.rejects WHERE run_id = (SELECT max(run_id) FROM "
+            "document::text FROM docshift.rejects WHERE run_id = (SELECT max(run_id) FROM "
             "docshift.runs) ORDER BY id")
         for src, key, table, stage, fld, ec, msg, doc in cur:
+            # the document as PostgreSQL wrote its JSON: numbers of any size stay as they are
             f.write(orjson.dumps({"source": src, "source_key": key, "table": table,
                                   "stage": stage, "field": fld, "error_class": ec,
-                                  "message": msg, "document": doc}) + b"\n")
+                                  "message": msg,
+                                  "document": None if doc is None else orjson.Fragment(doc)})
+                    + b"\n")
             n += 1
         if removals:
             cur = conn.cursor(name="removals_export") if not conn.autocommit else conn.cursor()
