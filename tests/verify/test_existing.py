@@ -93,3 +93,19 @@ def test_a_changed_loaded_row_fails(existing: tuple[str, Mapping], server_dsn: s
                  and c.table == "clients" for d in c.differences]
         assert (layer, field) in found, problems(rep)
 
+
+
+def test_a_row_of_its_own_in_a_table_without_a_key_is_a_warning(
+        existing: tuple[str, Mapping], server_dsn: str) -> None:
+    # audit_log has no primary key: its rows from before the run cannot be told from the
+    # loaded ones, so they are a warning (verify.md), in every layer
+    _, m = existing
+    for dsn in _with_fault(server_dsn, [
+            "INSERT INTO gifting.audit_log (source_key, actor, action, at) VALUES "
+            "('legacy:1', NULL, 'imported', '1999-01-01')"]):
+        rep = run_verify(m, dsn, full=True)
+        failing = [(c.layer, c.table) for c in rep.checks if c.status == "fail"]
+        assert failing == [], problems(rep)
+        (rows,) = [c for c in rep.checks if c.layer == "reconciliation"
+                   and c.table == "audit_log"]
+        assert rows.status == "warn" and "1 not from the source" in rows.message
