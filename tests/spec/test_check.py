@@ -136,6 +136,22 @@ CASES = [
                       "        columns: {nmae: $key.env}\n"), 9,
                  ["table 'clients', feed 0: feed sets column 'nmae', which is not in the table "
                   "(did you mean 'name'?)"], id="feed-column"),
+    # what PostgreSQL would refuse only after the load
+    pytest.param(edit(MONGO, "    primary_key: id\n    columns:\n      id: {type: uuid, from: _id}"
+                      "\n      email", "    primary_key: [id, id]\n    columns:\n"
+                      "      id: {type: uuid, from: _id}\n      email"), 14,
+                 ["table 'contacts': primary_key names 'id' more than once"], id="pk-twice"),
+    pytest.param(edit(MONGO, "email: text", "email: {type: integer, enum: [1, a]}"), 17,
+                 ["column 'email': enum value 'a' is not a integer value"], id="enum-type"),
+    pytest.param(edit(MONGO, "email: text", "email: {type: boolean, enum: [true, maybe]}"), 17,
+                 ["column 'email': enum value 'maybe' is not a boolean value"],
+                 id="enum-boolean"),
+    pytest.param(edit(MONGO, "email: text", "email: {type: text, enum: [x, y], default: z}"),
+                 17, ["column 'email': default 'z' is not one of its enum values"],
+                 id="default-outside-enum"),
+    pytest.param(MONGO + "    indexes:\n      - {columns: [email], using: gin}\n", 20,
+                 ["table 'contacts', index 0: 'using: gin' has no operator class for column "
+                  "'email' of type text"], id="gin-on-text"),
     pytest.param(KV + "ignore_keys: ['tmp:{a}:{a}']\n", 13,
                  ["ignore_keys: key pattern 'tmp:{a}:{a}' does not compile"],
                  id="bad-ignore-pattern"),

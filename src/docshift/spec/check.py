@@ -84,6 +84,12 @@ def _check_table(m: Mapping, tname: str, table: TableSpec, kv: bool) -> list[Pro
             problems.append(Problem(loc, f"{where}: primary_key names column {key!r}, which "
                                     f"is not in its columns{_did_you_mean(key, names)}; "
                                     "add the column or fix the name"))
+    pk = table.primary_key or []
+    repeated = sorted({k for k in pk if pk.count(k) > 1})
+    if repeated:
+        problems.append(Problem((*here, "primary_key"), f"{where}: primary_key names "
+                                f"{', '.join(map(repr, repeated))} more than once; name each "
+                                "column once"))
     if table.primary_key_on_duplicate is not None and not table.primary_key:
         problems.append(Problem((*here, "primary_key_on_duplicate"),
                                 f"{where}: 'primary_key_on_duplicate' needs a primary_key; "
@@ -96,6 +102,16 @@ def _check_table(m: Mapping, tname: str, table: TableSpec, kv: bool) -> list[Pro
                     iloc,
                     f"{where}, index {i}: column {c!r} is not in the table"
                     f"{_did_you_mean(c, names)}; an index can only use mapped columns"))
+        if index.using in ("gin", "gist") and index.opclass is None:
+            # neither has an operator class for plain scalar types without an extension
+            for c in index.columns:
+                t = _column_type(m, table, c)
+                if t is not None and not (t.array or t.base == "jsonb"):
+                    problems.append(Problem(
+                        (*iloc, "using"),
+                        f"{where}, index {i}: 'using: {index.using}' has no operator class "
+                        f"for column {c!r} of type {t.sql} (it indexes jsonb and arrays); "
+                        "use 'using: btree', or name an 'opclass' an extension provides"))
         if index.opclass is not None and (why := opclass_problem(index.opclass)):
             problems.append(Problem((*iloc, "opclass"), f"{where}, index {i}: {why}"))
         if index.where is not None and (why := where_problem(index.where, table)):
@@ -319,6 +335,16 @@ def _check_column(m: Mapping, tname: str, table: TableSpec, cname: str,
         except ConversionError as exc:
             problem("default", f"default {col.default!r} is not a {own.sql} value: "
                     f"{exc.reason}; a default is a value, not an SQL expression")
+    if col.enum is not None and not own.array and own.base not in ("text", "varchar"):
+        for v in col.enum:
+            try:
+                converter_for(own, options)(v)
+            except ConversionError as exc:
+                problem("enum", f"enum value {v!r} is not a {own.sql} value: {exc.reason}")
+    if col.enum is not None and col.default is not None and col.default not in col.enum:
+        problem("default", f"default {col.default!r} is not one of its enum values "
+                f"{col.enum}: every row that takes the default would be refused; add it "
+                "to the enum or change the default")
     if col.enum is not None:
         wrong = [v for v in col.enum if not isinstance(v, str)]
         if own.base in ("text", "varchar") and not own.array and wrong:
@@ -333,6 +359,20 @@ def _check_column(m: Mapping, tname: str, table: TableSpec, cname: str,
                     problem("map", f"map turns {k!r} into {v!r}, which is not in its enum "
                             f"{col.enum}; add it to the enum or change the map")
     return problems
+
+
+def _column_type(m: Mapping, table: TableSpec, cname: str) -> PgType | None:
+    """The type of ``table``'s column ``cname`` as the mapping gives it (None: not given,
+    or not a type)."""
+    if cname not in table.columns:
+        return None
+    col = table.column(cname)
+    if col.type is None:
+        return None
+    try:
+        return parse_type(col.type)
+    except ValueError:
+        return None
 
 
 def _yaml_text(v: object) -> str:
