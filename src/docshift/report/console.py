@@ -86,6 +86,8 @@ class _Stream:
     units_done: int = 0
     started: float | None = None
     finished: float | None = None
+    in_columns: int = 0  # documents of this command's batches built by the columnar path
+    columnar: bool = False  # some unit of it loads through the columnar path
 
     def rate(self) -> float:
         """Documents per second loaded by this command."""
@@ -255,6 +257,7 @@ class RichUI(UI):
                 self.paths_told.add(s.name)
                 self._detail(f"{s.name}: rows built in columns" if path == "columnar" else
                              f"{s.name}: rows built one document at a time ({path})")
+            s.columnar = s.columnar or path == "columnar"
             self.started_units.add(p.stream)
             if not self.planned:
                 s.units += 1
@@ -266,6 +269,7 @@ class RichUI(UI):
         elif p.kind == "batch":
             s.done += p.docs
             s.rejected += p.rejected
+            s.in_columns += getattr(p, "columnar_docs", 0)
         elif p.kind == "done":
             if p.stream not in self.started_units:
                 # loaded by an earlier command: counted as its estimate
@@ -275,6 +279,9 @@ class RichUI(UI):
             s.units_done += 1
             if s.units_done >= s.units:
                 s.finished = time.perf_counter()
+                if s.columnar:
+                    self._detail(f"{s.name}: {s.in_columns:,} of {s.done - s.done_before:,} "
+                                 "documents built in columns (the others one at a time)")
         if self.live:
             self._show(s)
 

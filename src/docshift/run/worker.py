@@ -62,6 +62,8 @@ class Progress:
     reject_classes: dict[str, int] | None = None
     path: str | None = None
     """With ``start``: how the unit's rows are built (``columnar``, or why not)."""
+    columnar_docs: int = 0
+    """With ``batch``: how many of its documents the columnar path built."""
 
 
 Report = Callable[[Progress], None]
@@ -294,7 +296,8 @@ def _flush(conn: psycopg.Connection, m: Mapping, run_id: int, unit: Unit, batch:
     result = load_batch(conn, run_id, unit, batch, copies, cp,
                         time.perf_counter() - started, part)
     report(Progress(stream, "batch", docs=len(batch), rows=result.rows,
-                    rejected=result.rejected, reject_classes=result.reject_classes))
+                    rejected=result.rejected, reject_classes=result.reject_classes,
+                    columnar_docs=part.built if part is not None else 0))
     n = len(batch)
     # Freed first to last, the order they were made in: list.clear() frees last to first,
     # which walks memory backwards and costs a third more (a batch is megabytes of objects).

@@ -790,6 +790,8 @@ class ColumnarPart:
         """(raw run, first, end, batch index of first): documents ``first:end`` of a run."""
         self.tables: dict[str, list[Any]] = {}
         self.rows: dict[str, int] = {}
+        self.built = 0
+        """Documents of the batch whose rows the columnar path built."""
         self._build: tuple[StreamPlan, int] | None = None
 
     def add(self, run: Any, first: int, end: int, at: int) -> None:
@@ -819,6 +821,7 @@ class ColumnarPart:
                 batch[at + r] = (sdoc, plan.build(sdoc, first_id + at + r))
         self.slices = kept
         self.rows = {t: sum(b.num_rows for b in bs) for t, bs in self.tables.items()}
+        self.built = sum(1 for _, res in batch if res is COLUMNAR_ROWS)
 
     def payloads(self) -> Iterator[tuple[str, bytes]]:
         """(table, binary COPY stream) of every table with rows."""
@@ -837,4 +840,4 @@ class ColumnarPart:
                 if batch[at + x][1] is COLUMNAR_ROWS:
                     sdoc = run.document(i + x)
                     batch[at + x] = (sdoc, plan.build(sdoc, first_id + at + x))
-        self.slices, self.tables, self.rows = [], {}, {}
+        self.slices, self.tables, self.rows, self.built = [], {}, {}, 0
