@@ -9,7 +9,9 @@
    ObjectId array of members → a junction): five tables, five primary keys, six foreign
    keys, two declared indexes and two that docshift adds for foreign keys.
 2. Per repeat, round-robin, every approach on the same server:
-   - docshift: ``python -m docshift run --workers W`` into a fresh database;
+   - docshift: ``python -m docshift run --workers W`` into a fresh database (the columnar
+     path where it applies, as by default);
+   - rows: the same with ``--no-columnar`` (every row built one document at a time);
    - the limit: the very same final rows, dumped to files by the server, loaded again with
      a server-side binary COPY into empty tables, then the same keys, foreign keys and
      indexes, and ANALYZE — with docshift's finalization settings
@@ -23,7 +25,7 @@
    the server runs on this machine), peak resident memory (sum over the process tree),
    the ratio to the limit; then the final size of every table for each approach.
 
-``--approaches`` runs only some of the three (the limit needs docshift's result), e.g.
+``--approaches`` runs only some of the four (the limit needs docshift's result), e.g.
 ``--docs 10000000 --approaches docshift`` for peak memory alone; ``--scratch DIR`` puts the
 dump under DIR, ``--logs DIR`` keeps every run's output, ``--rss-log FILE`` writes the RSS
 samples. ``--prepare DIR`` only writes the dump and docshift's mapping file (for profiling).
@@ -124,7 +126,7 @@ ACCOUNT_ID_PREFIX = 1 << 88
 SIZE_TOLERANCE = 0.05
 """How far a table's final size may be from the limit's before the script says so."""
 
-APPROACHES = ("docshift", "limit", "reference")
+APPROACHES = ("docshift", "rows", "limit", "reference")
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "reference_load.py"
@@ -547,13 +549,14 @@ def report(results: dict[str, list[Measure]], docs: int,
             f"{_fmt(_med([m.server_cpu for m in ms]), '.1f', ' s'):>11} "
             f"{_fmt(None if rss is None else rss / 2**20, ',.0f', ' MiB'):>9} "
             f"{ratio:>8}")
-    if "docshift" in results and "reference" in results:
-        d = _med([m.wall for m in results["docshift"]])
-        r = _med([m.wall for m in results["reference"]])
-        dc = _med([m.client_cpu for m in results["docshift"]])
-        rc = _med([m.client_cpu for m in results["reference"]])
-        say(f"docshift / reference script: {d / r:.2f}× the time, "  # type: ignore[operator]
-            f"{dc / rc:.2f}× the client CPU")  # type: ignore[operator]
+    for name in ("docshift", "rows"):
+        if name in results and "reference" in results:
+            d = _med([m.wall for m in results[name]])
+            r = _med([m.wall for m in results["reference"]])
+            dc = _med([m.client_cpu for m in results[name]])
+            rc = _med([m.client_cpu for m in results["reference"]])
+            say(f"{name} / reference script: {d / r:.2f}× the time, "  # type: ignore[operator]
+                f"{dc / rc:.2f}× the client CPU")  # type: ignore[operator]
     for name, ms in results.items():
         cpu = _med([m.client_cpu for m in ms])
         if cpu and name != "limit":  # the limit's client only sends statements
@@ -668,6 +671,19 @@ def main() -> None:
                 m.rows = sum(n for _, n, _ in sizes["docshift"].values())
                 results["docshift"].append(m)
 
+            if "rows" in results:
+                rows_dsn = recreate_database(server_dsn_, "docshift_bench_rows")
+                rcfg = tmp / "docshift-rows.yaml"
+                rcfg.write_text(mapping_text(tmp / "dump", rows_dsn))
+                checkpoint(server_dsn_)
+                m = run_process([sys.executable, "-m", "docshift", "run", "-c", str(rcfg),
+                                 "--workers", str(args.workers), "--no-columnar",
+                                 "--batch-size", str(args.batch_size), *executor_args],
+                                server, logs / f"rows-{i + 1}.log")
+                sizes["rows"] = table_sizes(rows_dsn)
+                m.rows = sum(n for _, n, _ in sizes["rows"].values())
+                results["rows"].append(m)
+
             if "limit" in results:
                 limit_dsn = recreate_database(server_dsn_, "docshift_bench_limit")
                 checkpoint(server_dsn_)
@@ -685,7 +701,7 @@ def main() -> None:
                 sizes["reference"] = table_sizes(ref_dsn)
                 ref.rows = sum(n for _, n, _ in sizes["reference"].values())
                 results["reference"].append(ref)
-            for name in ("limit", "reference"):
+            for name in ("rows", "limit", "reference"):
                 drop_database(server_dsn_, f"docshift_bench_{name}")
             print(f"run {i + 1}: " + ", ".join(
                 f"{n} {ms[-1].wall:.2f} s (client CPU {ms[-1].client_cpu:.1f} s, server CPU "

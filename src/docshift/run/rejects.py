@@ -7,6 +7,7 @@ orphan rows dropped).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,15 @@ def group_removals(conn: psycopg.Connection) -> list[RemovalGroup]:
     return [RemovalGroup(*r) for r in rows]
 
 
+def _json(text: str | None) -> orjson.Fragment | None:
+    """A document's JSON text as one compact line. Read with the standard library, which
+    keeps integers of any size (orjson turns those beyond 64 bits into floats)."""
+    if text is None:
+        return None
+    return orjson.Fragment(json.dumps(json.loads(text), ensure_ascii=False,
+                                      separators=(",", ":")))
+
+
 def export_rejects(conn: psycopg.Connection, path: Path, removals: bool = False) -> int:
     """Write every quarantined document of the latest run as one JSON object per line.
 
@@ -76,12 +86,9 @@ def export_rejects(conn: psycopg.Connection, path: Path, removals: bool = False)
             "document::text FROM docshift.rejects WHERE run_id = (SELECT max(run_id) FROM "
             "docshift.runs) ORDER BY id")
         for src, key, table, stage, fld, ec, msg, doc in cur:
-            # the document as PostgreSQL wrote its JSON: numbers of any size stay as they are
             f.write(orjson.dumps({"source": src, "source_key": key, "table": table,
                                   "stage": stage, "field": fld, "error_class": ec,
-                                  "message": msg,
-                                  "document": None if doc is None else orjson.Fragment(doc)})
-                    + b"\n")
+                                  "message": msg, "document": _json(doc)}) + b"\n")
             n += 1
         if removals:
             cur = conn.cursor(name="removals_export") if not conn.autocommit else conn.cursor()
