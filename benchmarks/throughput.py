@@ -658,31 +658,26 @@ def main() -> None:
         print(f"wrote {args.docs:,} documents in {time.perf_counter() - t0:.1f}s; load average "
               + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs")
         for i in range(args.repeat):
-            if "docshift" in results:
-                dsn = recreate_database(server_dsn_, "docshift_bench")
-                cfg = tmp / "docshift.yaml"
-                cfg.write_text(mapping_text(tmp / "dump", dsn))
+            def docshift(name: str, db: str, *extra: str, rss_log: Path | None = None,
+                         run: int = i + 1) -> str:
+                """One docshift run into a fresh database ``db``; its DSN."""
+                target = recreate_database(server_dsn_, db)
+                cfg = tmp / f"{db}.yaml"
+                cfg.write_text(mapping_text(tmp / "dump", target))
                 checkpoint(server_dsn_)
                 m = run_process([sys.executable, "-m", "docshift", "run", "-c", str(cfg),
-                                 "--workers", str(args.workers),
+                                 "--workers", str(args.workers), *extra,
                                  "--batch-size", str(args.batch_size), *executor_args],
-                                server, logs / f"docshift-{i + 1}.log", args.rss_log)
-                sizes["docshift"] = table_sizes(dsn)
-                m.rows = sum(n for _, n, _ in sizes["docshift"].values())
-                results["docshift"].append(m)
+                                server, logs / f"{name}-{run}.log", rss_log)
+                sizes[name] = table_sizes(target)
+                m.rows = sum(n for _, n, _ in sizes[name].values())
+                results[name].append(m)
+                return target
 
+            if "docshift" in results:
+                dsn = docshift("docshift", "docshift_bench", rss_log=args.rss_log)
             if "rows" in results:
-                rows_dsn = recreate_database(server_dsn_, "docshift_bench_rows")
-                rcfg = tmp / "docshift-rows.yaml"
-                rcfg.write_text(mapping_text(tmp / "dump", rows_dsn))
-                checkpoint(server_dsn_)
-                m = run_process([sys.executable, "-m", "docshift", "run", "-c", str(rcfg),
-                                 "--workers", str(args.workers), "--no-columnar",
-                                 "--batch-size", str(args.batch_size), *executor_args],
-                                server, logs / f"rows-{i + 1}.log")
-                sizes["rows"] = table_sizes(rows_dsn)
-                m.rows = sum(n for _, n, _ in sizes["rows"].values())
-                results["rows"].append(m)
+                docshift("rows", "docshift_bench_rows", "--no-columnar")
 
             if "limit" in results:
                 limit_dsn = recreate_database(server_dsn_, "docshift_bench_limit")
