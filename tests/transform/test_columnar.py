@@ -102,27 +102,30 @@ def crm_mapping(tmp: Path, dump: Path, ignoring: bool) -> Path:
     return out
 
 
-@pytest.mark.parametrize(("seed", "edge", "bad"), [
-    (11, True, 0.2),
-    # keeps the default suite under 5 minutes; CI runs it with --slow
-    pytest.param(12, False, 0.0, marks=pytest.mark.slow)])
+SLOW = pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
+
+
+@pytest.mark.parametrize(("seed", "edge", "bad", "ignoring"), [
+    (11, True, 0.2, True),
+    pytest.param(11, True, 0.2, False, marks=SLOW),
+    pytest.param(12, False, 0.0, True, marks=SLOW)])
 def test_the_crm_dataset_loads_the_same_both_ways(tmp_path: Path, make_dsn: Any, seed: int,
-                                                  edge: bool, bad: float) -> None:
+                                                  edge: bool, bad: float,
+                                                  ignoring: bool) -> None:
     dump = tmp_path / "crm"
     generate_crm(str(dump), scale=0.3, seed=seed, edge_cases=edge, bad_rate=bad)
-    for ignoring in (True, False):
-        mapping = crm_mapping(tmp_path, dump, ignoring)
-        col, row, out = migrate_both(mapping, make_dsn)
-        assert_same(col, row)
-        assert out.count("rows built in columns") >= 10, out
-        built = sum(int(n.replace(",", "")) for n in re.findall(
-            r"([0-9,]+) of [0-9,]+ documents built in columns", out))
-        # without the ignore lists every document has an unmapped field to report, which
-        # only the row path does
-        assert built > 200 if ignoring else built == 0, out
-        assert bool(col["rejects"]) is bool(bad)
-        if not ignoring:
-            assert col["unmapped"]
+    mapping = crm_mapping(tmp_path, dump, ignoring)
+    col, row, out = migrate_both(mapping, make_dsn)
+    assert_same(col, row)
+    assert out.count("rows built in columns") >= 10, out
+    built = sum(int(n.replace(",", "")) for n in re.findall(
+        r"([0-9,]+) of [0-9,]+ documents built in columns", out))
+    # without the ignore lists every document has an unmapped field to report, which
+    # only the row path does
+    assert built > 200 if ignoring else built == 0, out
+    assert bool(col["rejects"]) is bool(bad)
+    if not ignoring:
+        assert col["unmapped"]
 
 
 def test_most_clean_crm_documents_of_the_streams_it_reads_are_built_in_columns(
@@ -311,7 +314,7 @@ def write_users(dump: Path) -> int:
     return len(docs) + len(damaged(0)) + 300
 
 
-@pytest.mark.parametrize("batch", ["5000", "7"])
+@pytest.mark.parametrize("batch", ["5000", pytest.param("7", marks=SLOW)])
 def test_hand_made_documents_load_the_same_both_ways(tmp_path: Path, make_dsn: Any,
                                                      batch: str) -> None:
     n = write_users(tmp_path / "dump")

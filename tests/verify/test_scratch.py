@@ -96,6 +96,7 @@ def ctrl_c() -> Any:
     signal.signal(signal.SIGINT, before)
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_scratch_schema_dropped_when_interrupted(
         dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ctrl_c: None) -> None:
     m = _migrated(tmp_path, dsn)
