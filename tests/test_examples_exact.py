@@ -53,7 +53,7 @@ def assert_matches(dsn: str, m: Manifest, schema: str = "public") -> None:
     # slow: keeps the default suite under 5 minutes (CI runs it with --slow)
     pytest.param("mongodump-gz", 0.3, 2, True, 0.1, 2, marks=pytest.mark.slow),
     pytest.param("mongodump-gz", 1.0, 2, True, 0.1, 2, marks=pytest.mark.slow),
-    ("mongoexport", 0.3, 3, False, 0.2, 1),
+    pytest.param("mongoexport", 0.3, 3, False, 0.2, 1, marks=pytest.mark.slow),
 ])
 def test_crm_example_loads_exactly_the_manifest(dsn: str, tmp_path: Path, fmt: str,
                                                 scale: float, seed: int, edge: bool,

@@ -67,6 +67,7 @@ def _stable(rep: VerifyReport) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_worker_processes_give_the_same_report(dsn: str, tmp_path: Path) -> None:
     m = _migrated(tmp_path, dsn)
     with psycopg.connect(dsn) as conn:

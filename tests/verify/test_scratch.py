@@ -45,6 +45,7 @@ def _watch_compare(monkeypatch: pytest.MonkeyPatch, dsn: str, first: Any = None
     return seen
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_compared_side_by_side_in_a_scratch_schema_dropped_after(
         dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     m = _migrated(tmp_path, dsn)
@@ -127,6 +128,7 @@ def reader_dsn(dsn: str) -> Any:
         conn.execute(sql.SQL("DROP OWNED BY {r}; DROP ROLE {r}").format(r=sql.Identifier(role)))
 
 
+@pytest.mark.slow  # keeps the default suite under 5 minutes; CI runs it with --slow
 def test_without_create_privilege_temporary_tables_serve(
         dsn: str, tmp_path: Path, reader_dsn: Any) -> None:
     m = _migrated(tmp_path, dsn)
