@@ -191,10 +191,11 @@ def _columnar_batches(s: Any, decoder: ColumnarDecoder, plan: StreamPlan, unit: 
     batch: list[Any] = []
     part = ColumnarPart(decoder)
 
-    def ready() -> Batch:
+    def ready() -> tuple[list[Any], ColumnarPart]:
+        """The batch so far, its columnar rows built; a new one begins."""
         nonlocal batch, part
         part.finish(batch, plan, doc_id(unit.number, cp.docs_read))
-        out = (batch, part, False)
+        out = (batch, part)
         batch, part = [], ColumnarPart(decoder)
         return out
 
@@ -207,7 +208,7 @@ def _columnar_batches(s: Any, decoder: ColumnarDecoder, plan: StreamPlan, unit: 
                                                           cp.docs_read + len(batch)))))
             last = end_at is not None and at == end_at
             if len(batch) >= batch_size or last:
-                b, p, _ = ready()
+                b, p = ready()
                 yield b, p, last
                 if last:
                     return
@@ -227,14 +228,14 @@ def _columnar_batches(s: Any, decoder: ColumnarDecoder, plan: StreamPlan, unit: 
             i = j
             last = last_here and i == count
             if len(batch) >= batch_size or last:
-                b, p, _ = ready()
+                b, p = ready()
                 yield b, p, last
                 if last:
                     return
         if count < len(ends):
             break  # past the unit's end
     if batch:
-        b, p, _ = ready()
+        b, p = ready()
         yield b, p, True
 
 

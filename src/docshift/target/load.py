@@ -9,7 +9,8 @@ they are quarantined with PostgreSQL's message and the rest loads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -31,7 +32,7 @@ from docshift.target.state import (
     write_rejects,
     write_unmatched,
 )
-from docshift.transform.columnar import ColumnarPart
+from docshift.transform.columnar import ColumnarPart, encode_copy
 from docshift.transform.convert import adapt_uuid_wire, printable_text, to_extended_json
 from docshift.transform.rows import DocumentRows, StreamPlan, column_types
 
@@ -172,26 +173,28 @@ def _copy(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCo
     with conn.cursor() as cur:
         for table, cp in copies.items():
             if per_table[table]:
-                try:
+                with _refused_as(table):
                     cp.write(cur, chain.from_iterable(per_table[table]))
-                except psycopg.errors.OperationalError:
-                    raise
-                except (psycopg.DatabaseError, *_CLIENT_ERRORS) as exc:
-                    raise _RefusedCopy(table, exc) from exc
+
+
+@contextmanager
+def _refused_as(table: str) -> Iterator[None]:
+    """A refusal of ``table``'s COPY (by PostgreSQL, or while formatting) as _RefusedCopy;
+    a lost connection stays what it is."""
+    try:
+        yield
+    except psycopg.errors.OperationalError:
+        raise
+    except (psycopg.DatabaseError, *_CLIENT_ERRORS) as exc:
+        raise _RefusedCopy(table, exc) from exc
 
 
 def _copy_columnar(conn: psycopg.Connection, part: ColumnarPart,
                    copies: dict[str, TableCopy]) -> None:
-    table = ""
     with conn.cursor() as cur:
-        try:
-            for table, payload in part.payloads():
-                with cur.copy(copies[table].statement) as copy:
-                    copy.write(payload)
-        except psycopg.errors.OperationalError:
-            raise
-        except (psycopg.DatabaseError, *_CLIENT_ERRORS) as exc:
-            raise _RefusedCopy(table, exc) from exc
+        for tp, batches in part.batches():
+            with _refused_as(tp.table), cur.copy(copies[tp.table].statement) as copy:
+                copy.write(encode_copy(tp, batches))
 
 
 def _isolate(conn: psycopg.Connection, items: list[Item], copies: dict[str, TableCopy],

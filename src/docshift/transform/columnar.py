@@ -823,12 +823,12 @@ class ColumnarPart:
         self.rows = {t: sum(b.num_rows for b in bs) for t, bs in self.tables.items()}
         self.built = sum(1 for _, res in batch if res is COLUMNAR_ROWS)
 
-    def payloads(self) -> Iterator[tuple[str, bytes]]:
-        """(table, binary COPY stream) of every table with rows."""
+    def batches(self) -> Iterator[tuple[TablePlan, list[Any]]]:
+        """(table plan, its Arrow record batches) of every table with rows."""
         for tp in self.decoder.cplan.tables:
             batches = self.tables.get(tp.table)
             if batches and self.rows.get(tp.table):
-                yield tp.table, encode_copy(tp, batches)
+                yield tp, batches
 
     def materialize(self, batch: list[Any]) -> None:
         """Every placeholder of ``batch`` built by the row path instead (when PostgreSQL
