@@ -391,3 +391,22 @@ def test_a_row_postgresql_refuses_sends_its_batch_to_the_row_path(tmp_path: Path
     assert sorted(r[1] for r in snaps[0]["rejects"]) == [
         oid(i).binary.hex() for i in (7, 20, 40, 41)]
     assert snaps[0]["users"][0] == 46
+
+
+def test_by_default_a_small_unit_is_built_by_the_row_path(tmp_path: Path, make_dsn: Any,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    # the libraries cost more to import than a small unit wins back; --columnar forces them
+    from docshift.run import worker
+
+    monkeypatch.setattr(columnar, "_bsonscan", None)  # as in a process that has not used them
+    dump = tmp_path / "dump" / "db"
+    dump.mkdir(parents=True)
+    (dump / "users.bson").write_bytes(b"".join(bson.encode(good(i)) for i in range(300)))
+    mapping = tmp_path / "docshift.yaml"
+    mapping.write_text(MAPPING % {"dump": tmp_path / "dump"})
+    res = runner.invoke(app, ["run", "-c", str(mapping), "--dsn", make_dsn(), "-v"])
+    assert res.exit_code == 0, res.output
+    assert (f"users: rows built one document at a time (fewer than "
+            f"{worker.COLUMNAR_MIN_DOCS:,} documents" in res.output), res.output
+    assert "documents built in columns" not in res.output
